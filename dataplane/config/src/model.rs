@@ -1,0 +1,180 @@
+//! The documented configuration model (see `docs/CONFIG.md`). Every struct
+//! is `deny_unknown_fields`; durations are strings like `250ms`, `15s`,
+//! `1m`; addresses are `IP:PORT`.
+//!
+//! ```yaml
+//! admin: { address: 127.0.0.1:15000 }
+//! listeners:
+//!   - name: http
+//!     address: 127.0.0.1:8080
+//!     protocol: http          # http | tcp
+//!     route_config: main      # http only
+//!   - name: db
+//!     address: 127.0.0.1:5433
+//!     protocol: tcp
+//!     cluster: db             # tcp only
+//! route_configs:
+//!   - name: main
+//!     virtual_hosts:
+//!       - name: web
+//!         domains: ["example.com", "*.example.com", "*"]
+//!         routes:
+//!           - match: { prefix: "/" }       # or { exact: "/healthz" }
+//!             cluster: web
+//!             timeout: 15s                 # optional; "0s" disables
+//! clusters:
+//!   - name: web
+//!     connect_timeout: 1s
+//!     lb_policy: round_robin
+//!     endpoints:
+//!       - address: 127.0.0.1:9000
+//!         weight: 1
+//! limits:                      # all optional, defaults shown
+//!   max_request_headers_kb: 60
+//!   max_request_headers_count: 100
+//!   max_uri_length: 16384
+//!   request_headers_timeout: 10s
+//!   idle_timeout: 60s
+//!   drain_timeout: 5s
+//!   max_connections_per_shard: 16384
+//! ```
+//!
+//! Implementation note: field names above are the contract other crates and
+//! tests rely on. Each struct derives `Serialize` too (for `/config_dump`).
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSpec>,
+    #[serde(default)]
+    pub listeners: Vec<ListenerSpec>,
+    #[serde(default)]
+    pub route_configs: Vec<RouteConfigSpec>,
+    #[serde(default)]
+    pub clusters: Vec<ClusterSpec>,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// `IP:PORT`; loopback recommended.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    Http,
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    pub name: String,
+    pub address: String,
+    pub protocol: ListenerProtocol,
+    /// Required for `http`, forbidden for `tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_config: Option<String>,
+    /// Required for `tcp`, forbidden for `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfigSpec {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHostSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualHostSpec {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: RouteMatchSpec,
+    pub cluster: String,
+    /// Duration string; `0s` disables; default 15s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Exactly one of `prefix` / `exact`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatchSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicySpec {
+    #[default]
+    RoundRobin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    pub name: String,
+    /// Duration string; default 1s (Envoy's default is 5s; a sidecar on a
+    /// local network should fail over faster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub lb_policy: LbPolicySpec,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    pub address: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Every field optional; defaults in [`crate::ProxyLimits::default`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_headers_kb: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_headers_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uri_length: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_shard: Option<u32>,
+}
