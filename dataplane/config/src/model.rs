@@ -112,7 +112,11 @@ pub struct RouteSpec {
     pub matcher: RouteMatchSpec,
     pub cluster: String,
     /// Duration string; `0s` disables; default 15s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::duration::opt_duration"
+    )]
     pub timeout: Option<String>,
 }
 
@@ -139,7 +143,11 @@ pub struct ClusterSpec {
     pub name: String,
     /// Duration string; default 1s (Envoy's default is 5s; a sidecar on a
     /// local network should fail over faster).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::duration::opt_duration"
+    )]
     pub connect_timeout: Option<String>,
     #[serde(default)]
     pub lb_policy: LbPolicySpec,
@@ -169,11 +177,23 @@ pub struct LimitsSpec {
     pub max_request_headers_count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_uri_length: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::duration::opt_duration"
+    )]
     pub request_headers_timeout: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::duration::opt_duration"
+    )]
     pub idle_timeout: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::duration::opt_duration"
+    )]
     pub drain_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_shard: Option<u32>,

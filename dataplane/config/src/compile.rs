@@ -1,0 +1,552 @@
+//! Model → [`Snapshot`]: validation (every error, with its field path) and
+//! compilation. Errors are reported in the order of the file's sections:
+//! admin, listeners, route_configs, clusters, limits.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use ringmesh_route::{PathMatch, Route, RouteAction, RouteTable, VirtualHost};
+
+use crate::{
+    fnv1a64,
+    model::{ClusterSpec, ListenerProtocol, ProxyConfig, RouteConfigSpec},
+    parse_duration, Cluster, ConfigError, Endpoint, LbPolicy, Listener, ListenerKind, ProxyLimits,
+    Snapshot,
+};
+
+/// Route `timeout` when none is configured (Envoy's default).
+pub(crate) const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Cluster `connect_timeout` when none is configured.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(ConfigError {
+            file: None,
+            line: None,
+            field: Some(field.into()),
+            reason: reason.into(),
+        });
+    }
+}
+
+pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<ConfigError>> {
+    // Sections are validated in dependency order (clusters before the routes
+    // that name them) but their errors are emitted in file order.
+    let mut admin_errs = Errors::default();
+    let mut listener_errs = Errors::default();
+    let mut route_errs = Errors::default();
+    let mut cluster_errs = Errors::default();
+    let mut limit_errs = Errors::default();
+
+    let admin = cfg
+        .admin
+        .as_ref()
+        .and_then(|a| match parse_listen_addr(&a.address) {
+            Ok(addr) => Some(addr),
+            Err(reason) => {
+                admin_errs.add("admin.address", reason);
+                None
+            }
+        });
+
+    let (clusters, cluster_by_name) = compile_clusters(&cfg.clusters, &mut cluster_errs);
+    let tables = compile_route_configs(
+        &cfg.route_configs,
+        &clusters,
+        &cluster_by_name,
+        &mut route_errs,
+    );
+    let listeners = compile_listeners(
+        cfg,
+        admin,
+        &tables,
+        &clusters,
+        &cluster_by_name,
+        &mut listener_errs,
+    );
+    let limits = compile_limits(cfg, &mut limit_errs);
+
+    let errors: Vec<ConfigError> = [
+        admin_errs,
+        listener_errs,
+        route_errs,
+        cluster_errs,
+        limit_errs,
+    ]
+    .into_iter()
+    .flat_map(|e| e.0)
+    .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Snapshot {
+        version,
+        listeners,
+        clusters,
+        cluster_by_name,
+        limits,
+        admin,
+        source: Arc::new(cfg.clone()),
+    })
+}
+
+type ClusterIndex = HashMap<Arc<str>, u32>;
+
+fn compile_clusters(specs: &[ClusterSpec], errs: &mut Errors) -> (Vec<Arc<Cluster>>, ClusterIndex) {
+    let mut clusters = Vec::with_capacity(specs.len());
+    let mut by_name: ClusterIndex = HashMap::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let at = |f: &str| format!("clusters[{i}].{f}");
+        let name: Arc<str> = spec.name.as_str().into();
+        if name.is_empty() {
+            errs.add(at("name"), "must not be empty");
+        } else if let Some(first) = by_name.get(&name) {
+            errs.add(
+                at("name"),
+                format!(
+                    "duplicate cluster name {:?} (first at clusters[{first}])",
+                    spec.name
+                ),
+            );
+        } else {
+            by_name.insert(Arc::clone(&name), i as u32);
+        }
+
+        let connect_timeout = match spec.connect_timeout.as_deref().map(parse_duration) {
+            None => DEFAULT_CONNECT_TIMEOUT,
+            Some(Ok(d)) if d.is_zero() => {
+                errs.add(at("connect_timeout"), "must be greater than 0s");
+                DEFAULT_CONNECT_TIMEOUT
+            }
+            Some(Ok(d)) => d,
+            Some(Err(reason)) => {
+                errs.add(at("connect_timeout"), reason);
+                DEFAULT_CONNECT_TIMEOUT
+            }
+        };
+
+        let mut endpoints = Vec::with_capacity(spec.endpoints.len());
+        let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut total_weight: u64 = 0;
+        for (e, ep) in spec.endpoints.iter().enumerate() {
+            let at = |f: &str| format!("clusters[{i}].endpoints[{e}].{f}");
+            match parse_upstream_addr(&ep.address) {
+                Ok(address) => {
+                    if let Some(first) = seen.insert(address, e) {
+                        seen.insert(address, first);
+                        errs.add(
+                            at("address"),
+                            format!("duplicate endpoint {address} (first at clusters[{i}].endpoints[{first}])"),
+                        );
+                    }
+                    endpoints.push(Endpoint {
+                        address,
+                        weight: ep.weight,
+                    });
+                }
+                Err(reason) => errs.add(at("address"), reason),
+            }
+            if ep.weight == 0 {
+                errs.add(at("weight"), "must be at least 1");
+            }
+            total_weight += u64::from(ep.weight);
+        }
+        if total_weight > u64::from(u32::MAX) {
+            errs.add(
+                at("endpoints"),
+                format!("the sum of the weights must not exceed {}", u32::MAX),
+            );
+        }
+
+        clusters.push(Arc::new(Cluster {
+            id: fnv1a64(spec.name.as_bytes()),
+            name,
+            connect_timeout,
+            lb_policy: match spec.lb_policy {
+                crate::model::LbPolicySpec::RoundRobin => LbPolicy::RoundRobin,
+            },
+            endpoints: endpoints.into(),
+        }));
+    }
+    (clusters, by_name)
+}
+
+/// Route tables by route-config index; `None` where the configuration was
+/// rejected. Name lookups go through `route_config_names` in the listeners.
+fn compile_route_configs(
+    specs: &[RouteConfigSpec],
+    clusters: &[Arc<Cluster>],
+    cluster_by_name: &ClusterIndex,
+    errs: &mut Errors,
+) -> Vec<Option<Arc<RouteTable>>> {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut tables = Vec::with_capacity(specs.len());
+    for (i, rc) in specs.iter().enumerate() {
+        let before = errs.0.len();
+        if rc.name.is_empty() {
+            errs.add(format!("route_configs[{i}].name"), "must not be empty");
+        } else if let Some(first) = names.get(rc.name.as_str()) {
+            errs.add(
+                format!("route_configs[{i}].name"),
+                format!(
+                    "duplicate route config name {:?} (first at route_configs[{first}])",
+                    rc.name
+                ),
+            );
+        } else {
+            names.insert(&rc.name, i);
+        }
+
+        let mut vhosts = Vec::with_capacity(rc.virtual_hosts.len());
+        for (v, vh) in rc.virtual_hosts.iter().enumerate() {
+            let mut routes = Vec::with_capacity(vh.routes.len());
+            for (r, route) in vh.routes.iter().enumerate() {
+                let at = |f: &str| format!("route_configs[{i}].virtual_hosts[{v}].routes[{r}].{f}");
+                // Invalid entries still produce a placeholder route so that the
+                // indexes in the route table's own errors stay aligned.
+                let path = match (&route.matcher.prefix, &route.matcher.exact) {
+                    (Some(p), None) => PathMatch::Prefix(p.as_str().into()),
+                    (None, Some(e)) => PathMatch::Exact(e.as_str().into()),
+                    (None, None) => {
+                        errs.add(at("match"), "one of prefix or exact is required");
+                        PathMatch::Prefix("/".into())
+                    }
+                    (Some(_), Some(_)) => {
+                        errs.add(at("match"), "prefix and exact are mutually exclusive");
+                        PathMatch::Prefix("/".into())
+                    }
+                };
+                let (cluster, cluster_idx) = match cluster_by_name.get(route.cluster.as_str()) {
+                    Some(&idx) => (Arc::clone(&clusters[idx as usize].name), idx),
+                    None => {
+                        errs.add(
+                            at("cluster"),
+                            format!("unknown cluster {:?}", route.cluster),
+                        );
+                        (route.cluster.as_str().into(), 0)
+                    }
+                };
+                let timeout = match route.timeout.as_deref().map(parse_duration) {
+                    None => Some(DEFAULT_ROUTE_TIMEOUT),
+                    Some(Ok(d)) if d.is_zero() => None,
+                    Some(Ok(d)) => Some(d),
+                    Some(Err(reason)) => {
+                        errs.add(at("timeout"), reason);
+                        None
+                    }
+                };
+                routes.push(Route {
+                    name: route.name.as_deref().unwrap_or("").into(),
+                    path,
+                    action: RouteAction {
+                        cluster,
+                        cluster_idx,
+                        timeout,
+                    },
+                });
+            }
+            vhosts.push(VirtualHost {
+                name: vh.name.as_str().into(),
+                domains: vh.domains.iter().map(|d| d.as_str().into()).collect(),
+                routes,
+            });
+        }
+
+        match RouteTable::build(&rc.name, vhosts) {
+            Ok(table) if errs.0.len() == before => tables.push(Some(Arc::new(table))),
+            Ok(_) => tables.push(None),
+            Err(build_errors) => {
+                for e in build_errors {
+                    let field = if e.field.is_empty() {
+                        format!("route_configs[{i}]")
+                    } else {
+                        format!("route_configs[{i}].{}", e.field)
+                    };
+                    errs.add(field, e.reason);
+                }
+                tables.push(None);
+            }
+        }
+        // The route table's own errors (names, domains, paths) arrive after
+        // ours (matches, clusters, timeouts): interleave them so that this
+        // config's errors read top to bottom. The sort is stable.
+        let prefix_len = format!("route_configs[{i}]").len();
+        errs.0[before..].sort_by_key(|e| {
+            position_in_route_config(&e.field.as_deref().unwrap_or("")[prefix_len..])
+        });
+    }
+    tables
+}
+
+/// `(virtual host, route)` indexes of a field under one route config
+/// (`.virtual_hosts[1].routes[2].cluster` → `(Some(1), Some(2))`).
+fn position_in_route_config(field: &str) -> (Option<usize>, Option<usize>) {
+    fn index<'a>(s: &'a str, key: &str) -> Option<(usize, &'a str)> {
+        let rest = s.strip_prefix(key)?;
+        let close = rest.find(']')?;
+        Some((rest[..close].parse().ok()?, &rest[close + 1..]))
+    }
+    match index(field, ".virtual_hosts[") {
+        None => (None, None),
+        Some((v, rest)) => (Some(v), index(rest, ".routes[").map(|(r, _)| r)),
+    }
+}
+
+fn compile_listeners(
+    cfg: &ProxyConfig,
+    admin: Option<SocketAddr>,
+    tables: &[Option<Arc<RouteTable>>],
+    clusters: &[Arc<Cluster>],
+    cluster_by_name: &ClusterIndex,
+    errs: &mut Errors,
+) -> Vec<Listener> {
+    // First definition of each route-config name wins, as for clusters.
+    let mut route_config_by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, rc) in cfg.route_configs.iter().enumerate() {
+        route_config_by_name.entry(rc.name.as_str()).or_insert(i);
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut addresses: HashMap<SocketAddr, String> = HashMap::new();
+    if let Some(a) = admin {
+        addresses.insert(a, "admin.address".into());
+    }
+
+    let mut listeners = Vec::with_capacity(cfg.listeners.len());
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let at = |f: &str| format!("listeners[{i}].{f}");
+        if l.name.is_empty() {
+            errs.add(at("name"), "must not be empty");
+        } else if let Some(first) = names.get(l.name.as_str()) {
+            errs.add(
+                at("name"),
+                format!(
+                    "duplicate listener name {:?} (first at listeners[{first}])",
+                    l.name
+                ),
+            );
+        } else {
+            names.insert(&l.name, i);
+        }
+
+        let address = match parse_listen_addr(&l.address) {
+            Ok(a) => {
+                // Port 0 asks the kernel for a fresh port: never a clash.
+                if a.port() != 0 {
+                    if let Some(first) = addresses.get(&a) {
+                        errs.add(at("address"), format!("{a} is already used by {first}"));
+                    } else {
+                        addresses.insert(a, format!("listeners[{i}]"));
+                    }
+                }
+                Some(a)
+            }
+            Err(reason) => {
+                errs.add(at("address"), reason);
+                None
+            }
+        };
+
+        let kind = match l.protocol {
+            ListenerProtocol::Http => {
+                if l.cluster.is_some() {
+                    errs.add(
+                        at("cluster"),
+                        "not allowed on an http listener (it routes with route_config)",
+                    );
+                }
+                match l.route_config.as_deref() {
+                    None => {
+                        errs.add(at("route_config"), "required for an http listener");
+                        None
+                    }
+                    Some(rc) => match route_config_by_name.get(rc) {
+                        None => {
+                            errs.add(at("route_config"), format!("unknown route config {rc:?}"));
+                            None
+                        }
+                        // `None` table: its errors are already reported.
+                        Some(&idx) => tables[idx].as_ref().map(|t| ListenerKind::Http {
+                            routes: Arc::clone(t),
+                        }),
+                    },
+                }
+            }
+            ListenerProtocol::Tcp => {
+                if l.route_config.is_some() {
+                    errs.add(
+                        at("route_config"),
+                        "not allowed on a tcp listener (it forwards to cluster)",
+                    );
+                }
+                match l.cluster.as_deref() {
+                    None => {
+                        errs.add(at("cluster"), "required for a tcp listener");
+                        None
+                    }
+                    Some(c) => match cluster_by_name.get(c) {
+                        None => {
+                            errs.add(at("cluster"), format!("unknown cluster {c:?}"));
+                            None
+                        }
+                        Some(&idx) => Some(ListenerKind::Tcp {
+                            cluster: Arc::clone(&clusters[idx as usize].name),
+                            cluster_idx: idx,
+                        }),
+                    },
+                }
+            }
+        };
+
+        if let (Some(address), Some(kind)) = (address, kind) {
+            listeners.push(Listener {
+                name: l.name.as_str().into(),
+                address,
+                kind,
+            });
+        }
+    }
+    listeners
+}
+
+fn compile_limits(cfg: &ProxyConfig, errs: &mut Errors) -> ProxyLimits {
+    let spec = &cfg.limits;
+    let d = ProxyLimits::default();
+    let mut range =
+        |field: &str, value: Option<u32>, min: u32, max: u32, default: usize| -> usize {
+            match value {
+                None => default,
+                Some(v) if (min..=max).contains(&v) => v as usize,
+                Some(v) => {
+                    errs.0.push(ConfigError {
+                        file: None,
+                        line: None,
+                        field: Some(format!("limits.{field}")),
+                        reason: format!("must be between {min} and {max}, got {v}"),
+                    });
+                    default
+                }
+            }
+        };
+    let head_kb = range(
+        "max_request_headers_kb",
+        spec.max_request_headers_kb,
+        1,
+        8192,
+        d.http1.max_head_bytes / 1024,
+    );
+    let max_headers = range(
+        "max_request_headers_count",
+        spec.max_request_headers_count,
+        1,
+        10_000,
+        d.http1.max_headers,
+    );
+    let max_uri_len = range(
+        "max_uri_length",
+        spec.max_uri_length,
+        16,
+        1 << 20,
+        d.http1.max_uri_len,
+    );
+    let max_connections_per_shard = range(
+        "max_connections_per_shard",
+        spec.max_connections_per_shard,
+        1,
+        1_000_000,
+        d.max_connections_per_shard,
+    );
+
+    let mut duration =
+        |field: &str, value: &Option<String>, zero_ok: bool, default: Duration| -> Duration {
+            let Some(text) = value else { return default };
+            match parse_duration(text) {
+                Ok(v) if v.is_zero() && !zero_ok => {
+                    errs.add(format!("limits.{field}"), "must be greater than 0s");
+                    default
+                }
+                Ok(v) => v,
+                Err(reason) => {
+                    errs.add(format!("limits.{field}"), reason);
+                    default
+                }
+            }
+        };
+    ProxyLimits {
+        http1: ringmesh_http1::Limits {
+            max_head_bytes: head_kb * 1024,
+            max_headers,
+            max_uri_len,
+        },
+        request_headers_timeout: duration(
+            "request_headers_timeout",
+            &spec.request_headers_timeout,
+            false,
+            d.request_headers_timeout,
+        ),
+        idle_timeout: duration("idle_timeout", &spec.idle_timeout, false, d.idle_timeout),
+        // 0s: close connections at once when draining.
+        drain_timeout: duration("drain_timeout", &spec.drain_timeout, true, d.drain_timeout),
+        max_connections_per_shard,
+    }
+}
+
+const ADDR_EXAMPLE: &str = "e.g. 127.0.0.1:8080 or [::1]:8080";
+
+/// `IP:PORT` for something we bind (port 0 allowed: the kernel picks).
+pub(crate) fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if s.is_empty() {
+        return Err(format!(
+            "must not be empty (expected IP:PORT, {ADDR_EXAMPLE})"
+        ));
+    }
+    if s.parse::<IpAddr>().is_ok()
+        || s.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok()
+    {
+        return Err(format!(
+            "{s:?} has no port (expected IP:PORT, {ADDR_EXAMPLE})"
+        ));
+    }
+    if let Some((host, port)) = s.rsplit_once(':') {
+        if port.parse::<u16>().is_err() {
+            return Err(format!(
+                "{s:?} has an invalid port {port:?} (expected 0-65535)"
+            ));
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if bare.parse::<IpAddr>().is_err() && !bare.is_empty() && !bare.contains(':') {
+            return Err(format!(
+                "{s:?} is a host name; use IP:PORT (host names are not resolved), e.g. 127.0.0.1:{port}"
+            ));
+        }
+    }
+    Err(format!("{s:?} is not an IP:PORT address ({ADDR_EXAMPLE})"))
+}
+
+/// `IP:PORT` for something we connect to: a real port and address.
+pub(crate) fn parse_upstream_addr(s: &str) -> Result<SocketAddr, String> {
+    let a = parse_listen_addr(s)?;
+    if a.port() == 0 {
+        return Err(format!("{s:?}: port 0 cannot be connected to"));
+    }
+    if a.ip().is_unspecified() {
+        return Err(format!(
+            "{s:?}: {} cannot be connected to; use the endpoint's own address",
+            a.ip()
+        ));
+    }
+    Ok(a)
+}

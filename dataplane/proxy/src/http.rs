@@ -1,0 +1,585 @@
+//! HTTP/1.1 proxying for one downstream connection.
+//!
+//! One exchange at a time (no pipelined concurrency): read and validate the
+//! head, route it, forward head + body to a pooled upstream connection,
+//! forward the response, then either keep both connections or close.
+//!
+//! Buffers are owned by the connection and reused across exchanges; monoio's
+//! rent-style I/O moves them into the kernel and back. Heads are forwarded
+//! from the original bytes (only hop-by-hop fields are dropped and the
+//! proxy's own fields added) and bodies pass through the read buffers
+//! without further copies. Nothing a client sends is forwarded before its
+//! head — and whatever body bytes arrived with it — has been validated.
+
+use std::{cmp::min, io, mem::take, net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
+
+use monoio::{
+    buf::{IoBuf, IoBufMut},
+    io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt},
+    net::TcpStream,
+    time::Instant,
+};
+use ringmesh_config::ListenerKind;
+use ringmesh_http1::{
+    parse_request, parse_response, write_downstream_response, write_local_response, write_upstream_request,
+    BodyFraming, ChunkedDecoder, ForwardInfo, Method, ParseStatus, RequestHead, ResponseHead,
+};
+use ringmesh_metrics::Counter;
+
+use crate::{
+    shard::ShardCtx,
+    stats::{class_index, ListenerStats},
+    upstream::{acquire, ConnectError, Upstream},
+};
+
+/// Initial capacity of each per-connection buffer; heads grow it up to the
+/// configured header limit.
+const INITIAL_BUF: usize = 8 * 1024;
+/// Read size while streaming bodies.
+const BODY_BUF: usize = 64 * 1024;
+/// How long a connection we are closing keeps reading (and discarding) what
+/// the client still sends, so our error response is not destroyed by a RST.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// What to do with the downstream connection after an exchange.
+enum Next {
+    KeepAlive,
+    Close,
+    /// Close after draining what the client still sends (local error reply).
+    Linger,
+}
+
+/// A body being forwarded, in either direction.
+enum Body {
+    Done,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+impl Body {
+    fn new(f: BodyFraming) -> Body {
+        match f {
+            BodyFraming::None | BodyFraming::ContentLength(0) => Body::Done,
+            BodyFraming::ContentLength(n) => Body::Length(n),
+            BodyFraming::Chunked => Body::Chunked(ChunkedDecoder::new()),
+            BodyFraming::UntilClose => Body::UntilClose,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self, Body::Done)
+    }
+
+    /// How many leading bytes of `avail` belong to the body; updates the
+    /// state (to `Done` when the body ends within `avail`).
+    fn take(&mut self, avail: &[u8]) -> Result<usize, ringmesh_http1::ChunkError> {
+        match self {
+            Body::Done => Ok(0),
+            Body::Length(rem) => {
+                let n = min(*rem, avail.len() as u64);
+                *rem -= n;
+                if *rem == 0 {
+                    *self = Body::Done;
+                }
+                Ok(n as usize)
+            }
+            Body::Chunked(d) => {
+                let n = d.scan(avail)?;
+                if d.is_done() {
+                    *self = Body::Done;
+                }
+                Ok(n)
+            }
+            Body::UntilClose => Ok(avail.len()),
+        }
+    }
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // the io::Errors are read through Debug, in logs
+enum BodyError {
+    /// The side we read from failed or closed early.
+    Src(io::Error),
+    /// The side we write to failed.
+    Dst(io::Error),
+    Framing(ringmesh_http1::ChunkError),
+    Idle,
+}
+
+/// Read, appending to `buf`, growing it when full.
+async fn read_into(s: &mut TcpStream, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(buf.capacity().max(INITIAL_BUF));
+    }
+    let len = buf.len();
+    let cap = buf.capacity();
+    let (r, slice) = s.read(buf.slice_mut(len..cap)).await;
+    (r, slice.into_inner())
+}
+
+async fn write_range(s: &mut TcpStream, buf: Vec<u8>, end: usize) -> (io::Result<usize>, Vec<u8>) {
+    let (r, slice) = s.write_all(buf.slice(0..end)).await;
+    (r, slice.into_inner())
+}
+
+/// Forward the rest of a body from `src` to `dst`. `buf` must be empty on
+/// entry; on success it holds any bytes read past the end of the body (the
+/// next pipelined message, for requests).
+async fn forward_body(
+    src: &mut TcpStream,
+    dst: &mut TcpStream,
+    mut buf: Vec<u8>,
+    body: &mut Body,
+    idle: Duration,
+    src_bytes: &Counter,
+    dst_bytes: &Counter,
+) -> (Result<(), BodyError>, Vec<u8>) {
+    if buf.capacity() < BODY_BUF {
+        buf.reserve(BODY_BUF);
+    }
+    loop {
+        debug_assert!(buf.is_empty());
+        let (r, b) = match monoio::time::timeout(idle, read_into(src, buf)).await {
+            Ok(x) => x,
+            Err(_) => return (Err(BodyError::Idle), Vec::new()),
+        };
+        buf = b;
+        match r {
+            Ok(0) => {
+                if matches!(body, Body::UntilClose) {
+                    *body = Body::Done;
+                    return (Ok(()), buf);
+                }
+                return (Err(BodyError::Src(io::ErrorKind::UnexpectedEof.into())), buf);
+            }
+            Ok(n) => src_bytes.add(n as u64),
+            Err(e) => return (Err(BodyError::Src(e)), buf),
+        }
+        let n = match body.take(&buf) {
+            Ok(n) => n,
+            Err(e) => return (Err(BodyError::Framing(e)), buf),
+        };
+        let (r, b) = write_range(dst, buf, n).await;
+        buf = b;
+        if let Err(e) = r {
+            return (Err(BodyError::Dst(e)), buf);
+        }
+        dst_bytes.add(n as u64);
+        if body.is_done() {
+            buf.drain(..n);
+            return (Ok(()), buf);
+        }
+        buf.clear();
+    }
+}
+
+struct Conn {
+    down: TcpStream,
+    peer: SocketAddr,
+    /// Downstream bytes received and not yet consumed.
+    rbuf: Vec<u8>,
+    /// Upstream bytes received.
+    ubuf: Vec<u8>,
+    /// Heads (and small bodies) on their way out.
+    wbuf: Vec<u8>,
+    head: RequestHead,
+    rhead: ResponseHead,
+}
+
+/// Serve one downstream connection until it closes.
+pub async fn serve(ctx: Rc<ShardCtx>, listener: Arc<str>, ls: Rc<ListenerStats>, down: TcpStream, peer: SocketAddr) {
+    let mut c = Conn {
+        down,
+        peer,
+        rbuf: Vec::with_capacity(INITIAL_BUF),
+        ubuf: Vec::with_capacity(INITIAL_BUF),
+        wbuf: Vec::with_capacity(1024),
+        head: RequestHead::default(),
+        rhead: ResponseHead::default(),
+    };
+    loop {
+        match c.exchange(&ctx, &listener, &ls).await {
+            Next::KeepAlive => continue,
+            Next::Close => break,
+            Next::Linger => {
+                c.linger().await;
+                break;
+            }
+        }
+    }
+}
+
+/// Outcome of sending the request and reading the response head.
+enum Attempt {
+    Ok(Upstream),
+    /// The upstream closed or reset a reused connection before answering:
+    /// nothing was processed, the request may be sent again.
+    Stale,
+    Reply(u16, &'static str, Next),
+    Abort,
+}
+
+impl Conn {
+    async fn exchange(&mut self, ctx: &Rc<ShardCtx>, lname: &Arc<str>, ls: &ListenerStats) -> Next {
+        let limits = ctx.shared.snapshot.load().limits;
+
+        // Wait for the first byte of the next request (keep-alive idle).
+        if self.rbuf.is_empty() {
+            if ctx.drain.is_fired() {
+                return Next::Close;
+            }
+            let buf = take(&mut self.rbuf);
+            let r = monoio::select! {
+                r = read_into(&mut self.down, buf) => Some(r),
+                _ = ctx.drain.wait() => None,
+                _ = monoio::time::sleep(limits.idle_timeout) => None,
+            };
+            match r {
+                Some((Ok(n), buf)) if n > 0 => {
+                    ls.cells.rx_bytes.add(n as u64);
+                    self.rbuf = buf;
+                }
+                _ => return Next::Close,
+            }
+        }
+        let start = Instant::now();
+
+        // Read the whole head within the request-header timeout.
+        let deadline = start + limits.request_headers_timeout;
+        loop {
+            match parse_request(&self.rbuf, &limits.http1, &mut self.head) {
+                Ok(ParseStatus::Complete(_)) => break,
+                Ok(ParseStatus::Partial) => {
+                    let buf = take(&mut self.rbuf);
+                    match monoio::time::timeout_at(deadline, read_into(&mut self.down, buf)).await {
+                        Err(_) => return self.local_reply(ctx, ls, start, 408, "request header timeout", Next::Linger).await,
+                        Ok((Ok(n), buf)) if n > 0 => {
+                            ls.cells.rx_bytes.add(n as u64);
+                            self.rbuf = buf;
+                        }
+                        Ok(_) => return Next::Close,
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "rejected request head");
+                    return self.local_reply(ctx, ls, start, e.status(), e.reason(), Next::Linger).await;
+                }
+            }
+        }
+
+        // Route. The request keeps this snapshot until it finishes.
+        let snap = ctx.shared.snapshot.load_full();
+        let head = &self.head;
+        let has_body = !matches!(head.framing, BodyFraming::None | BodyFraming::ContentLength(0));
+        let after_local = if has_body || head.close { Next::Linger } else { Next::KeepAlive };
+        let routes = match snap.listeners.iter().find(|l| l.name == *lname).map(|l| &l.kind) {
+            Some(ListenerKind::Http { routes }) => routes,
+            _ => return self.local_reply(ctx, ls, start, 503, "listener removed", Next::Linger).await,
+        };
+        let Some(route) = routes.route(head.authority.get(&self.rbuf), head.path.get(&self.rbuf)) else {
+            return self.local_reply(ctx, ls, start, 404, "route not found", after_local).await;
+        };
+        let cluster = snap.clusters[route.action.cluster_idx as usize].clone();
+        let req_deadline = route.action.timeout.map(|t| start + t);
+        let ccells = ctx.stats.cluster(cluster.id, &cluster.name);
+        let method: Method = head.method;
+        let client_close = head.close;
+        let expect_continue = head.expect_continue;
+
+        // The upstream head, then whatever body bytes came with the head —
+        // validated before anything is sent.
+        self.wbuf.clear();
+        let rid = ctx.request_id_if_missing(head);
+        write_upstream_request(
+            &self.rbuf,
+            head,
+            &ForwardInfo {
+                client_ip: self.peer.ip(),
+                proto: "http",
+                request_id: rid.as_ref().map(|r| &r[..]),
+                strip_expect: expect_continue,
+                extra_headers: &[],
+            },
+            &mut self.wbuf,
+        );
+        let head_len = head.head_len;
+        let mut body = Body::new(head.framing);
+        let taken = match body.take(&self.rbuf[head_len..]) {
+            Ok(n) => n,
+            Err(e) => return self.local_reply(ctx, ls, start, 400, chunk_reason(e), Next::Linger).await,
+        };
+        self.wbuf.extend_from_slice(&self.rbuf[head_len..head_len + taken]);
+        self.rbuf.drain(..head_len + taken);
+        let fully_buffered = body.is_done();
+
+        // Send, retrying only when a reused connection turned out to be
+        // closed and the whole request is still in hand.
+        let mut sent_continue = false;
+        let mut up = None;
+        for _ in 0..3 {
+            match self
+                .attempt(ctx, ls, &cluster, &ccells, &limits, req_deadline, method, &mut body, expect_continue, &mut sent_continue)
+                .await
+            {
+                Attempt::Ok(u) => {
+                    up = Some(u);
+                    break;
+                }
+                Attempt::Stale if fully_buffered => continue,
+                Attempt::Stale => {
+                    return self.local_reply(ctx, ls, start, 503, "upstream reset before response", Next::Linger).await
+                }
+                Attempt::Reply(code, reason, next) => {
+                    if code == 504 {
+                        ccells.rq_timeout.inc();
+                    }
+                    let next = if body.is_done() { next } else { Next::Linger };
+                    return self.local_reply(ctx, ls, start, code, reason, next).await;
+                }
+                Attempt::Abort => return Next::Close,
+            }
+        }
+        let Some(mut up) = up else {
+            return self.local_reply(ctx, ls, start, 503, "upstream reset before response", Next::Linger).await;
+        };
+
+        // The response: head (+ the body bytes that came with it) in one write.
+        let draining = ctx.drain.is_fired();
+        let rhead = &self.rhead;
+        let down_close = client_close || draining || matches!(rhead.framing, BodyFraming::UntilClose);
+        let status = rhead.status;
+        let mut reusable = !rhead.close;
+        self.wbuf.clear();
+        write_downstream_response(&self.ubuf, rhead, down_close, &mut self.wbuf);
+        let rlen = rhead.head_len;
+        let mut rbody = Body::new(rhead.framing);
+        let taken = match rbody.take(&self.ubuf[rlen..]) {
+            Ok(n) => n,
+            Err(_) => return self.local_reply(ctx, ls, start, 502, "upstream sent invalid chunked framing", Next::Linger).await,
+        };
+        self.wbuf.extend_from_slice(&self.ubuf[rlen..rlen + taken]);
+        if rbody.is_done() && self.ubuf.len() > rlen + taken {
+            // Bytes after the response: the upstream is confused; never
+            // reuse it (and never forward them).
+            reusable = false;
+        }
+        self.ubuf.clear();
+        let wlen = self.wbuf.len();
+        let (r, w) = write_range(&mut self.down, take(&mut self.wbuf), wlen).await;
+        self.wbuf = w;
+        if r.is_err() {
+            return Next::Close;
+        }
+        ls.cells.tx_bytes.add(wlen as u64);
+        if !rbody.is_done() {
+            let buf = take(&mut self.ubuf);
+            let (r, b) = forward_body(&mut up.stream, &mut self.down, buf, &mut rbody, limits.idle_timeout, &Counter::default(), &ls.cells.tx_bytes).await;
+            self.ubuf = b;
+            match r {
+                Ok(()) => {
+                    if !self.ubuf.is_empty() {
+                        reusable = false;
+                        self.ubuf.clear();
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = ?e, "response body aborted");
+                    self.record(ls, &ccells, start, status);
+                    return Next::Close;
+                }
+            }
+        }
+        self.record(ls, &ccells, start, status);
+        if reusable && !draining {
+            ctx.pools.checkin(up);
+        }
+        if down_close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// Acquire a connection, send the request (streaming any body rest) and
+    /// read the final response head into `self.ubuf` / `self.rhead`.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &mut self,
+        ctx: &Rc<ShardCtx>,
+        ls: &ListenerStats,
+        cluster: &Arc<ringmesh_config::Cluster>,
+        ccells: &Arc<crate::stats::ClusterCells>,
+        limits: &ringmesh_config::ProxyLimits,
+        deadline: Option<Instant>,
+        method: Method,
+        body: &mut Body,
+        expect_continue: bool,
+        sent_continue: &mut bool,
+    ) -> Attempt {
+        let acquired = match deadline {
+            Some(d) => match monoio::time::timeout_at(d, acquire(&ctx.pools, cluster, ccells, limits.idle_timeout)).await {
+                Ok(r) => r,
+                Err(_) => return Attempt::Reply(504, "upstream request timeout", Next::KeepAlive),
+            },
+            None => acquire(&ctx.pools, cluster, ccells, limits.idle_timeout).await,
+        };
+        let mut up = match acquired {
+            Ok(u) => u,
+            Err(ConnectError::NoEndpoints) => return Attempt::Reply(503, "no healthy upstream", Next::KeepAlive),
+            Err(_) => return Attempt::Reply(503, "upstream connect error", Next::KeepAlive),
+        };
+        ccells.rq_total.inc();
+
+        if expect_continue && !body.is_done() && !*sent_continue {
+            *sent_continue = true;
+            let (r, _) = self.down.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+            if r.is_err() {
+                return Attempt::Abort;
+            }
+        }
+        let wlen = self.wbuf.len();
+        let (r, w) = write_range(&mut up.stream, take(&mut self.wbuf), wlen).await;
+        self.wbuf = w;
+        if r.is_err() {
+            return if up.reused { Attempt::Stale } else { Attempt::Reply(503, "upstream write failed", Next::KeepAlive) };
+        }
+        if !body.is_done() {
+            let buf = take(&mut self.rbuf);
+            debug_assert!(buf.is_empty());
+            let (r, b) = forward_body(&mut self.down, &mut up.stream, buf, body, limits.idle_timeout, &ls.cells.rx_bytes, &Counter::default()).await;
+            self.rbuf = b;
+            match r {
+                Ok(()) => {}
+                Err(BodyError::Framing(e)) => return Attempt::Reply(400, chunk_reason(e), Next::Linger),
+                Err(BodyError::Idle) => return Attempt::Reply(408, "request body timeout", Next::Linger),
+                Err(BodyError::Src(_)) => return Attempt::Abort,
+                Err(BodyError::Dst(_)) => return Attempt::Reply(503, "upstream reset while sending the request body", Next::Linger),
+            }
+        }
+
+        // The response head, skipping interim (1xx) responses.
+        self.ubuf.clear();
+        loop {
+            if !self.ubuf.is_empty() {
+                match parse_response(&self.ubuf, &limits.http1, method, &mut self.rhead) {
+                    Ok(ParseStatus::Complete(n)) => {
+                        let s = self.rhead.status;
+                        if s == 101 {
+                            return Attempt::Reply(502, "upstream switched protocols unexpectedly", Next::Linger);
+                        }
+                        if (100..200).contains(&s) {
+                            if s != 100 {
+                                self.wbuf.clear();
+                                write_downstream_response(&self.ubuf, &self.rhead, false, &mut self.wbuf);
+                                let wl = self.wbuf.len();
+                                let (r, w) = write_range(&mut self.down, take(&mut self.wbuf), wl).await;
+                                self.wbuf = w;
+                                if r.is_err() {
+                                    return Attempt::Abort;
+                                }
+                            }
+                            self.ubuf.drain(..n);
+                            continue;
+                        }
+                        return Attempt::Ok(up);
+                    }
+                    Ok(ParseStatus::Partial) => {}
+                    Err(e) => {
+                        tracing::debug!(cluster = %cluster.name, error = %e, "invalid response head from upstream");
+                        return Attempt::Reply(502, "upstream sent an invalid response", Next::KeepAlive);
+                    }
+                }
+            }
+            let buf = take(&mut self.ubuf);
+            let read = read_into(&mut up.stream, buf);
+            let r = match deadline {
+                Some(d) => match monoio::time::timeout_at(d, read).await {
+                    Ok(r) => r,
+                    Err(_) => return Attempt::Reply(504, "upstream request timeout", Next::KeepAlive),
+                },
+                None => read.await,
+            };
+            match r {
+                (Ok(n), buf) if n > 0 => self.ubuf = buf,
+                (_, buf) => {
+                    let nothing = buf.is_empty();
+                    self.ubuf = buf;
+                    self.ubuf.clear();
+                    if nothing && up.reused {
+                        return Attempt::Stale;
+                    }
+                    return Attempt::Reply(
+                        if nothing { 503 } else { 502 },
+                        if nothing { "upstream connect error or disconnect/reset before headers" } else { "upstream sent a truncated response head" },
+                        Next::KeepAlive,
+                    );
+                }
+            }
+        }
+    }
+
+    fn record(&self, ls: &ListenerStats, cc: &crate::stats::ClusterCells, start: Instant, status: u16) {
+        let i = class_index(status);
+        ls.cells.rq_by_class[i].inc();
+        cc.rq_by_class[i].inc();
+        ls.latency.record_us(start.elapsed().as_micros() as u64);
+    }
+
+    async fn local_reply(&mut self, ctx: &ShardCtx, ls: &ListenerStats, start: Instant, status: u16, reason: &str, next: Next) -> Next {
+        ctx.stats.local_reply(status);
+        ls.cells.rq_by_class[class_index(status)].inc();
+        let close = !matches!(next, Next::KeepAlive) || ctx.drain.is_fired();
+        self.wbuf.clear();
+        let mut body = Vec::with_capacity(reason.len() + 1);
+        body.extend_from_slice(reason.as_bytes());
+        body.push(b'\n');
+        write_local_response(status, &body, close, &[], &mut self.wbuf);
+        let wl = self.wbuf.len();
+        let (r, w) = write_range(&mut self.down, take(&mut self.wbuf), wl).await;
+        self.wbuf = w;
+        ls.latency.record_us(start.elapsed().as_micros() as u64);
+        if r.is_err() {
+            return Next::Close;
+        }
+        ls.cells.tx_bytes.add(wl as u64);
+        match next {
+            Next::KeepAlive if close => Next::Close,
+            n => n,
+        }
+    }
+
+    /// Half-close and read what the peer still sends for a short while, so
+    /// the response we just wrote reaches it instead of being destroyed by a
+    /// RST (closing with unread data in the receive queue sends one).
+    async fn linger(&mut self) {
+        let _ = self.down.shutdown().await;
+        let deadline = Instant::now() + LINGER;
+        let mut seen = 0;
+        let mut buf = take(&mut self.rbuf);
+        while seen < LINGER_BYTES {
+            buf.clear();
+            match monoio::time::timeout_at(deadline, read_into(&mut self.down, buf)).await {
+                Ok((Ok(n), b)) if n > 0 => {
+                    seen += n;
+                    buf = b;
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+fn chunk_reason(e: ringmesh_http1::ChunkError) -> &'static str {
+    use ringmesh_http1::ChunkError::*;
+    match e {
+        BadSize => "invalid chunk size",
+        SizeOverflow => "chunk size overflow",
+        MissingCrlf => "chunk data not followed by CRLF",
+        BadExtension => "invalid chunk extension",
+        LineTooLong => "chunk size line too long",
+        BadTrailer => "invalid trailer section",
+        TrailerTooLarge => "trailer section too large",
+    }
+}

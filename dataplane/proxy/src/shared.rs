@@ -1,0 +1,50 @@
+//! State shared between the shards and the control thread. Everything here
+//! is either immutable, swapped atomically (`arc-swap`), or a flag: no lock
+//! is taken on the request path.
+
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
+use arc_swap::ArcSwap;
+use ringmesh_config::Snapshot;
+use ringmesh_runtime::Driver;
+
+use crate::stats::Stats;
+
+pub struct Shared {
+    /// The live configuration. Shards `load_full()` it once per request (or
+    /// connection, for TCP) and keep that `Arc` until they finish with it.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Set once, on SIGTERM/SIGINT: stop accepting, close keep-alive
+    /// connections after their current exchange.
+    pub draining: AtomicBool,
+    pub shards: usize,
+    /// Per shard: all listeners of the current snapshot are bound.
+    pub shard_ready: Vec<AtomicBool>,
+    /// Driver per shard (index = shard), set when the shard starts.
+    pub drivers: Vec<std::sync::OnceLock<Driver>>,
+    pub stats: Stats,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot, shards: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            draining: AtomicBool::new(false),
+            shards,
+            shard_ready: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            drivers: (0..shards).map(|_| std::sync::OnceLock::new()).collect(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.shard_ready.iter().all(|r| r.load(Ordering::Acquire))
+    }
+}
