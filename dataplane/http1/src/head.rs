@@ -1,6 +1,12 @@
 //! Request and response head parsing (RFC 9112 §2–§6), strict.
 
-use crate::Limits;
+use std::mem::MaybeUninit;
+
+use crate::{
+    fields::{offset_in, scan_fields, FieldSummary, TransferCoding},
+    target::{connect_host_matches, parse_target, same_authority},
+    Limits,
+};
 
 /// A byte range into the buffer the head was parsed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,7 +69,15 @@ pub enum Method {
 impl Method {
     /// RFC 9110 §9.2.2 idempotent methods (retry safety).
     pub fn is_idempotent(self) -> bool {
-        matches!(self, Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace)
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
+        )
     }
 }
 
@@ -201,6 +215,38 @@ pub struct ResponseHead {
     pub head_len: usize,
 }
 
+/// Offsets are stored as `u32`; no head may extend past this.
+const MAX_SPAN: usize = u32::MAX as usize;
+
+/// Header slots kept on the stack (32 bytes each). `Limits::max_headers`
+/// above this makes every parse allocate its slots on the heap instead, so
+/// configurations should stay at or below it (Envoy's default is 100).
+pub const STACK_HEADER_SLOTS: usize = 128;
+
+type Slot<'b> = MaybeUninit<httparse::Header<'b>>;
+
+impl RequestHead {
+    fn reset(&mut self) {
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        *self = RequestHead {
+            headers,
+            ..RequestHead::default()
+        };
+    }
+}
+
+impl ResponseHead {
+    fn reset(&mut self) {
+        let mut headers = std::mem::take(&mut self.headers);
+        headers.clear();
+        *self = ResponseHead {
+            headers,
+            ..ResponseHead::default()
+        };
+    }
+}
+
 /// Parse a request head from `buf` (which starts at the first byte of the
 /// request). Returns `Partial` while more bytes are needed and the buffer is
 /// still under the limits, `Complete(n)` when the head ends at `n`.
@@ -211,20 +257,367 @@ pub struct ResponseHead {
 /// non-digit / sign / overflow / several values (even if equal), both CL and
 /// TE, TE in HTTP/1.0, any transfer coding other than a single `chunked`
 /// (`gzip, chunked` is 501; `chunked, chunked` is 400).
-pub fn parse_request(buf: &[u8], limits: &Limits, head: &mut RequestHead) -> Result<ParseStatus, ParseError> {
-    let _ = (buf, limits, head);
-    todo!("ringmesh-http1: parse_request")
+///
+/// Further choices, all closing the connection with 400 unless noted:
+/// - Leading empty lines (CRLF) before the request-line are skipped
+///   (RFC 9112 §2.2) and counted in the head length.
+/// - The request-target must be ASCII without a fragment; absolute-form needs
+///   an `http`/`https` scheme, a non-empty authority and no userinfo, and its
+///   authority must match the Host field (ignoring case and the default
+///   port): the writer forwards Host verbatim, so a mismatch would route on
+///   one name and present another to the upstream. The same holds for
+///   CONNECT's authority-form target, where Host may omit the port.
+/// - Host must be empty or `reg-name [":" port]` / `IP-literal [":" port]`
+///   with a reg-name of unreserved characters and percent-encodings only.
+/// - CONNECT must use authority-form (host and port) and carry no content
+///   (`Content-Length: 0` is tolerated); its framing is `None`.
+/// - `Connection` options must be tokens, at most 32 of them.
+/// - `Expect` values other than `100-continue` are ignored (forwarded), and
+///   `100-continue` is ignored in HTTP/1.0 requests (RFC 9110 §10.1.1).
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+    head: &mut RequestHead,
+) -> Result<ParseStatus, ParseError> {
+    head.reset();
+    let window = &buf[..buf.len().min(limits.max_head_bytes).min(MAX_SPAN)];
+    let mut stack = [Slot::uninit(); STACK_HEADER_SLOTS];
+    let mut heap = Vec::new();
+    let slots = header_slots(&mut stack, &mut heap, limits.max_headers);
+    let mut req = httparse::Request::new(&mut []);
+    let n = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, window, slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if first_line_target_len(window) > limits.max_uri_len {
+                return Err(ParseError::UriTooLong);
+            }
+            if buf.len() >= limits.max_head_bytes {
+                return Err(ParseError::HeadTooLarge);
+            }
+            return Ok(ParseStatus::Partial);
+        }
+        Err(e) => {
+            if first_line_target_len(window) > limits.max_uri_len {
+                return Err(ParseError::UriTooLong);
+            }
+            return Err(diagnose(window, e, true));
+        }
+    };
+    if has_bare_lf(&buf[..n]) {
+        return Err(ParseError::BadRequest("bare LF in head"));
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(ParseError::BadRequest("invalid request line"));
+    };
+    if target.len() > limits.max_uri_len {
+        return Err(ParseError::UriTooLong);
+    }
+    let method_start = offset_in(buf, method.as_bytes());
+    head.method_span = Span {
+        start: method_start as u32,
+        end: (method_start + method.len()) as u32,
+    };
+    head.method = method_from_bytes(method.as_bytes());
+    let target_start = offset_in(buf, target.as_bytes());
+    head.target = Span {
+        start: target_start as u32,
+        end: (target_start + target.len()) as u32,
+    };
+    head.version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    head.head_len = n;
+
+    let fields = scan_fields(buf, req.headers, n, true, &mut head.headers)?;
+    let parts = parse_target(buf, head.target, head.method)?;
+    head.path = parts.path;
+    head.query = parts.query;
+
+    let host = fields.host.map(|i| head.headers[i].value);
+    head.authority = match (parts.authority, host) {
+        (Some(target_auth), Some(host)) => {
+            let (t, h) = (target_auth.get(buf), host.get(buf));
+            let matches = if head.method == Method::Connect {
+                connect_host_matches(t, h)
+            } else {
+                same_authority(t, h, parts.https)
+            };
+            if !matches {
+                return Err(ParseError::BadRequest(
+                    "Host does not match the request-target authority",
+                ));
+            }
+            target_auth
+        }
+        (Some(target_auth), None) => target_auth,
+        (None, Some(host)) => host,
+        (None, None) => Span {
+            start: head.target.end,
+            end: head.target.end,
+        },
+    };
+    if host.is_none() && head.version == Version::Http11 {
+        return Err(ParseError::BadRequest("missing Host"));
+    }
+
+    head.framing = request_framing(&fields, head.version)?;
+    if head.method == Method::Connect {
+        match head.framing {
+            BodyFraming::None | BodyFraming::ContentLength(0) => head.framing = BodyFraming::None,
+            _ => return Err(ParseError::BadRequest("CONNECT with content")),
+        }
+    }
+    head.close = wants_close(&fields, head.version);
+    head.expect_continue = fields.expect_continue && head.version == Version::Http11;
+    head.upgrade = fields.upgrade;
+    head.xff = fields.xff;
+    head.request_id = fields.request_id;
+    Ok(ParseStatus::Complete(n))
+}
+
+fn request_framing(fields: &FieldSummary, version: Version) -> Result<BodyFraming, ParseError> {
+    match (fields.transfer_coding, fields.content_length) {
+        (Some(_), _) if version == Version::Http10 => {
+            Err(ParseError::BadRequest("Transfer-Encoding in HTTP/1.0"))
+        }
+        (Some(_), Some(_)) => Err(ParseError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        )),
+        (Some(TransferCoding::Chunked), None) => Ok(BodyFraming::Chunked),
+        (Some(TransferCoding::Unsupported), None) => {
+            Err(ParseError::NotImplemented("unsupported transfer coding"))
+        }
+        (Some(TransferCoding::Bad(reason)), None) => Err(ParseError::BadRequest(reason)),
+        (None, Some(len)) => Ok(BodyFraming::ContentLength(len)),
+        (None, None) => Ok(BodyFraming::None),
+    }
+}
+
+fn wants_close(fields: &FieldSummary, version: Version) -> bool {
+    fields.conn_close || (version == Version::Http10 && !fields.conn_keep_alive)
 }
 
 /// Parse a response head. `request_method` decides bodiless responses
 /// (HEAD, 2xx to CONNECT); 1xx/204/304 have no body; otherwise CL, chunked,
 /// or `UntilClose`. Limits apply as for requests (the proxy answers 502).
+///
+/// Rejected (the proxy answers 502 and drops the upstream connection): the
+/// same syntax errors as for requests, a status below 100, both
+/// Content-Length and Transfer-Encoding, Transfer-Encoding in HTTP/1.0, and
+/// any transfer coding other than a single `chunked` — a response coded
+/// `gzip` alone would be close-delimited, but the writer regenerates
+/// Transfer-Encoding and could not forward it faithfully.
+/// Content-Length is validated even where it does not frame the body
+/// (1xx/204/304, HEAD).
 pub fn parse_response(
     buf: &[u8],
     limits: &Limits,
     request_method: Method,
     head: &mut ResponseHead,
 ) -> Result<ParseStatus, ParseError> {
-    let _ = (buf, limits, request_method, head);
-    todo!("ringmesh-http1: parse_response")
+    head.reset();
+    let window = &buf[..buf.len().min(limits.max_head_bytes).min(MAX_SPAN)];
+    let mut stack = [Slot::uninit(); STACK_HEADER_SLOTS];
+    let mut heap = Vec::new();
+    let slots = header_slots(&mut stack, &mut heap, limits.max_headers);
+    let mut res = httparse::Response::new(&mut []);
+    let n = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, window, slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= limits.max_head_bytes {
+                return Err(ParseError::HeadTooLarge);
+            }
+            return Ok(ParseStatus::Partial);
+        }
+        Err(e) => return Err(diagnose(window, e, false)),
+    };
+    if has_bare_lf(&buf[..n]) {
+        return Err(ParseError::BadRequest("bare LF in head"));
+    }
+    let (Some(minor), Some(status)) = (res.version, res.code) else {
+        return Err(ParseError::BadRequest("invalid status line"));
+    };
+    if status < 100 {
+        return Err(ParseError::BadRequest("invalid status code"));
+    }
+    head.version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    head.status = status;
+    head.head_len = n;
+    let fields = scan_fields(buf, res.headers, n, false, &mut head.headers)?;
+
+    let te = match (fields.transfer_coding, fields.content_length) {
+        (Some(_), _) if head.version == Version::Http10 => {
+            return Err(ParseError::BadRequest("Transfer-Encoding in HTTP/1.0"));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ParseError::BadRequest(
+                "both Content-Length and Transfer-Encoding",
+            ))
+        }
+        (Some(TransferCoding::Bad(reason)), _) => return Err(ParseError::BadRequest(reason)),
+        (Some(TransferCoding::Unsupported), _) => {
+            return Err(ParseError::NotImplemented("unsupported transfer coding"));
+        }
+        (Some(TransferCoding::Chunked), _) => true,
+        (None, _) => false,
+    };
+    let bodiless = (100..200).contains(&status)
+        || status == 204
+        || status == 304
+        || request_method == Method::Head
+        || (request_method == Method::Connect && (200..300).contains(&status));
+    head.framing = if bodiless {
+        BodyFraming::None
+    } else if te {
+        BodyFraming::Chunked
+    } else if let Some(len) = fields.content_length {
+        BodyFraming::ContentLength(len)
+    } else {
+        BodyFraming::UntilClose
+    };
+    head.close = wants_close(&fields, head.version) || head.framing == BodyFraming::UntilClose;
+    Ok(ParseStatus::Complete(n))
+}
+
+fn header_slots<'s, 'b>(
+    stack: &'s mut [Slot<'b>; STACK_HEADER_SLOTS],
+    heap: &'s mut Vec<Slot<'b>>,
+    max: usize,
+) -> &'s mut [Slot<'b>] {
+    if max <= STACK_HEADER_SLOTS {
+        &mut stack[..max]
+    } else {
+        heap.resize(max, Slot::uninit());
+        heap
+    }
+}
+
+fn method_from_bytes(m: &[u8]) -> Method {
+    match m {
+        b"GET" => Method::Get,
+        b"HEAD" => Method::Head,
+        b"POST" => Method::Post,
+        b"PUT" => Method::Put,
+        b"DELETE" => Method::Delete,
+        b"CONNECT" => Method::Connect,
+        b"OPTIONS" => Method::Options,
+        b"TRACE" => Method::Trace,
+        b"PATCH" => Method::Patch,
+        _ => Method::Other,
+    }
+}
+
+/// Every LF in the head must be the end of a CRLF (RFC 9112 §2.2: a
+/// recipient may accept bare LF, a proxy must not, or it and the next hop
+/// disagree on where lines end).
+#[inline]
+fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
+}
+
+/// Skip the empty lines `httparse` tolerates before a start line.
+fn skip_leading_empty_lines(buf: &[u8]) -> &[u8] {
+    let n = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    &buf[n..]
+}
+
+/// Length of the request-target seen so far on the first line (which may
+/// still be incomplete): from after the method's SP up to the next SP, CR,
+/// LF or the end of the buffer.
+fn first_line_target_len(buf: &[u8]) -> usize {
+    let line = skip_leading_empty_lines(buf);
+    let Some(sp) = memchr::memchr3(b' ', b'\r', b'\n', line) else {
+        return 0;
+    };
+    if line[sp] != b' ' {
+        return 0;
+    }
+    let rest = &line[sp + 1..];
+    memchr::memchr3(b' ', b'\r', b'\n', rest).unwrap_or(rest.len())
+}
+
+/// Turn an `httparse` error into a precise [`ParseError`] by looking at the
+/// lines of the (failed) head. Only runs on the error path.
+fn diagnose(buf: &[u8], err: httparse::Error, is_request: bool) -> ParseError {
+    if err == httparse::Error::TooManyHeaders {
+        return ParseError::TooManyHeaders;
+    }
+    let head = skip_leading_empty_lines(buf);
+    if err == httparse::Error::Version {
+        let first = &head[..memchr::memchr2(b'\r', b'\n', head).unwrap_or(head.len())];
+        let version = if is_request {
+            first.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default()
+        } else {
+            first
+        };
+        return if version.len() >= 6 && version.starts_with(b"HTTP/") && version[5].is_ascii_digit()
+        {
+            ParseError::VersionNotSupported
+        } else {
+            ParseError::BadRequest(if is_request {
+                "invalid request line"
+            } else {
+                "invalid status line"
+            })
+        };
+    }
+    let mut pos = 0;
+    let mut is_start_line = true;
+    while pos < head.len() {
+        let (line, terminated) = match memchr::memchr(b'\n', &head[pos..]) {
+            Some(i) => (&head[pos..pos + i], true),
+            None => (&head[pos..], false),
+        };
+        if terminated && !line.ends_with(b"\r") {
+            return ParseError::BadRequest("bare LF in head");
+        }
+        let content = line.strip_suffix(b"\r").unwrap_or(line);
+        if !is_start_line {
+            if content.is_empty() && terminated {
+                break;
+            }
+            if let Some(reason) = field_line_problem(content) {
+                return ParseError::BadRequest(reason);
+            }
+        }
+        is_start_line = false;
+        pos += line.len() + 1;
+    }
+    ParseError::BadRequest(match err {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status line",
+        httparse::Error::Token if is_request => "invalid request line",
+        _ => "malformed head",
+    })
+}
+
+/// The specific reason a field line (without its line ending) is invalid,
+/// for the ones worth naming.
+fn field_line_problem(line: &[u8]) -> Option<&'static str> {
+    match line.first()? {
+        b' ' | b'\t' => return Some("obs-fold in head"),
+        b':' => return Some("empty header name"),
+        _ => {}
+    }
+    let after = &line[crate::syntax::token_len(line)..];
+    let ws = after
+        .iter()
+        .position(|&b| !crate::syntax::is_ows(b))
+        .unwrap_or(after.len());
+    (ws > 0 && after.get(ws) == Some(&b':')).then_some("whitespace before colon")
 }

@@ -14,15 +14,23 @@
 #![forbid(unsafe_code)]
 
 mod chunked;
+mod fields;
 mod head;
 mod rewrite;
+mod syntax;
+mod target;
+#[cfg(test)]
+mod tests;
 
-pub use chunked::{ChunkError, ChunkedDecoder};
+pub use chunked::{ChunkError, ChunkedDecoder, MAX_CHUNK_LINE, MAX_TRAILER_BYTES};
 pub use head::{
     parse_request, parse_response, BodyFraming, HeaderPos, Method, ParseError, ParseStatus,
-    RequestHead, ResponseHead, Span, Version,
+    RequestHead, ResponseHead, Span, Version, STACK_HEADER_SLOTS,
 };
-pub use rewrite::{write_downstream_response, write_local_response, write_upstream_request, ForwardInfo};
+pub use rewrite::{
+    reason_phrase, write_downstream_response, write_local_response, write_upstream_request,
+    ForwardInfo,
+};
 
 /// Limits applied while parsing a head. Defaults follow Envoy's
 /// (`max_request_headers_kb: 60`, `max_headers_count: 100`).
@@ -40,6 +48,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_head_bytes: 60 * 1024, max_headers: 100, max_uri_len: 16 * 1024 }
+        Limits {
+            max_head_bytes: 60 * 1024,
+            max_headers: 100,
+            max_uri_len: 16 * 1024,
+        }
     }
 }

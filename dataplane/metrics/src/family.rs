@@ -1,3 +1,4 @@
+#![allow(clippy::disallowed_types)] // this module is the one place a lock is allowed: registration and scrape, never per request
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// One set of per-shard cells (`T`, e.g. a struct of counters) for one label
@@ -23,7 +24,9 @@ pub struct Registry<T> {
 impl<T> Default for Registry<T> {
     fn default() -> Self {
         #[allow(clippy::disallowed_types)]
-        Registry { entries: Mutex::new(Vec::new()) }
+        Registry {
+            entries: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -35,7 +38,11 @@ impl<T: Default> Registry<T> {
             return f.cells.clone();
         }
         let cells = Arc::new(T::default());
-        entries.push(Family { key: key.clone(), shard, cells: cells.clone() });
+        entries.push(Family {
+            key: key.clone(),
+            shard,
+            cells: cells.clone(),
+        });
         cells
     }
 }

@@ -30,7 +30,10 @@ pub struct PublishedHistogram {
 
 impl Default for PublishedHistogram {
     fn default() -> Self {
-        PublishedHistogram { hist: ArcSwap::from_pointee(new_hist()), sum_us: Default::default() }
+        PublishedHistogram {
+            hist: ArcSwap::from_pointee(new_hist()),
+            sum_us: Default::default(),
+        }
     }
 }
 
@@ -55,7 +58,11 @@ pub struct LocalHistogram {
 
 impl LocalHistogram {
     pub fn new(shared: Arc<PublishedHistogram>) -> Self {
-        LocalHistogram { local: RefCell::new(new_hist()), dirty: Default::default(), shared }
+        LocalHistogram {
+            local: RefCell::new(new_hist()),
+            dirty: Default::default(),
+            shared,
+        }
     }
 
     /// Record one value in microseconds.

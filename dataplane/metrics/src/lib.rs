@@ -19,7 +19,9 @@ pub mod prometheus;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 pub use family::{Family, Registry};
-pub use histogram::{merge as histogram_merge, LocalHistogram, PublishedHistogram, HISTOGRAM_BUCKETS_MS};
+pub use histogram::{
+    merge as histogram_merge, LocalHistogram, PublishedHistogram, HISTOGRAM_BUCKETS_MS,
+};
 
 /// A monotonically increasing counter with a single writer (its shard).
 ///

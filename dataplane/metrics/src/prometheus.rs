@@ -66,7 +66,14 @@ impl Exposition {
 
     /// A histogram in milliseconds with Istio's buckets, from an HDR
     /// histogram recorded in microseconds. `sum_us` is the exact sum.
-    pub fn histogram_ms(&mut self, name: &str, help: &str, labels: &[(&str, &str)], hist: &Histogram<u32>, sum_us: u64) {
+    pub fn histogram_ms(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        hist: &Histogram<u32>,
+        sum_us: u64,
+    ) {
         self.header(name, "histogram", help);
         let bucket = format!("{name}_bucket");
         let mut cumulative = 0u64;

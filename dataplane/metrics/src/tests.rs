@@ -19,7 +19,12 @@ fn registry_merges_shards_per_key() {
     // Registering again returns the same cells.
     reg.register(&a, 0).hits.inc();
     let mut seen = Vec::new();
-    reg.for_each_key(|k, cells| seen.push((k.to_string(), cells.iter().map(|c| c.hits.get()).sum::<u64>())));
+    reg.for_each_key(|k, cells| {
+        seen.push((
+            k.to_string(),
+            cells.iter().map(|c| c.hits.get()).sum::<u64>(),
+        ))
+    });
     assert_eq!(seen, vec![("a".to_string(), 6), ("b".to_string(), 1)]);
 }
 
@@ -35,12 +40,24 @@ fn histogram_exposition_is_cumulative_with_istio_buckets() {
     let mut e = Exposition::new();
     e.histogram_ms("x_ms", "help", &[("l", "v")], &h, sum);
     let text = e.finish();
-    assert!(text.contains("x_ms_bucket{l=\"v\",le=\"0.5\"} 1\n"), "{text}");
+    assert!(
+        text.contains("x_ms_bucket{l=\"v\",le=\"0.5\"} 1\n"),
+        "{text}"
+    );
     assert!(text.contains("x_ms_bucket{l=\"v\",le=\"1\"} 1\n"), "{text}");
     assert!(text.contains("x_ms_bucket{l=\"v\",le=\"5\"} 2\n"), "{text}");
-    assert!(text.contains("x_ms_bucket{l=\"v\",le=\"25\"} 2\n"), "{text}");
-    assert!(text.contains("x_ms_bucket{l=\"v\",le=\"50\"} 3\n"), "{text}");
-    assert!(text.contains("x_ms_bucket{l=\"v\",le=\"+Inf\"} 3\n"), "{text}");
+    assert!(
+        text.contains("x_ms_bucket{l=\"v\",le=\"25\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("x_ms_bucket{l=\"v\",le=\"50\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("x_ms_bucket{l=\"v\",le=\"+Inf\"} 3\n"),
+        "{text}"
+    );
     assert!(text.contains("x_ms_sum{l=\"v\"} 43.3\n"), "{text}");
     assert!(text.contains("x_ms_count{l=\"v\"} 3\n"), "{text}");
     assert_eq!(text.matches("# TYPE x_ms histogram").count(), 1);

@@ -46,7 +46,10 @@ async fn handle(shared: Arc<Shared>, mut s: TcpStream) -> std::io::Result<()> {
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => {
-                break (req.method.unwrap_or("").to_string(), req.path.unwrap_or("/").to_string());
+                break (
+                    req.method.unwrap_or("").to_string(),
+                    req.path.unwrap_or("/").to_string(),
+                );
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => continue,
             _ => return respond(&mut s, 400, "text/plain", b"bad request\n").await,
@@ -93,10 +96,19 @@ async fn handle(shared: Arc<Shared>, mut s: TcpStream) -> std::io::Result<()> {
                     })
                 })
                 .collect();
-            let text = serde_json::to_vec_pretty(&serde_json::json!({ "clusters": clusters })).unwrap_or_default();
+            let text = serde_json::to_vec_pretty(&serde_json::json!({ "clusters": clusters }))
+                .unwrap_or_default();
             respond(&mut s, 200, "application/json", &text).await
         }
-        ("GET", "/") => respond(&mut s, 200, "text/plain", b"ringmesh-proxy admin: /ready /stats/prometheus /config_dump /clusters\n").await,
+        ("GET", "/") => {
+            respond(
+                &mut s,
+                200,
+                "text/plain",
+                b"ringmesh-proxy admin: /ready /stats/prometheus /config_dump /clusters\n",
+            )
+            .await
+        }
         _ => respond(&mut s, 404, "text/plain", b"not found\n").await,
     }
 }

@@ -19,7 +19,10 @@ const WATCH_EVERY: Duration = Duration::from_millis(500);
 
 /// Run until the proxy has drained; returns the process exit code.
 pub fn run(shared: Arc<Shared>, config: PathBuf) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the control thread runtime");
@@ -80,13 +83,18 @@ async fn drain(shared: &Shared) {
     tokio::time::sleep(Duration::from_millis(150)).await;
     loop {
         let mut active = 0i64;
-        shared.stats.listeners.for_each_key(|_, cells| active += cells.iter().map(|c| c.cx_active.get()).sum::<i64>());
+        shared.stats.listeners.for_each_key(|_, cells| {
+            active += cells.iter().map(|c| c.cx_active.get()).sum::<i64>()
+        });
         if active <= 0 {
             tracing::info!("drained: no connections left");
             return;
         }
         if Instant::now() >= deadline {
-            tracing::warn!(active, "drain timeout reached; exiting with connections still open");
+            tracing::warn!(
+                active,
+                "drain timeout reached; exiting with connections still open"
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -103,7 +111,10 @@ struct Watcher {
 
 impl Watcher {
     fn new(path: PathBuf, shared: &Shared) -> Watcher {
-        Watcher { path, last_seen: shared.snapshot.load().version }
+        Watcher {
+            path,
+            last_seen: shared.snapshot.load().version,
+        }
     }
 
     fn check(&mut self, shared: &Shared, forced: bool) {
@@ -142,9 +153,16 @@ impl Watcher {
             Ok(snap) => {
                 let old_admin = shared.snapshot.load().admin;
                 if snap.admin != old_admin {
-                    tracing::warn!("admin.address changed; the new address takes effect on restart");
+                    tracing::warn!(
+                        "admin.address changed; the new address takes effect on restart"
+                    );
                 }
-                tracing::info!(version = format!("{hash:016x}"), listeners = snap.listeners.len(), clusters = snap.clusters.len(), "configuration reloaded");
+                tracing::info!(
+                    version = format!("{hash:016x}"),
+                    listeners = snap.listeners.len(),
+                    clusters = snap.clusters.len(),
+                    "configuration reloaded"
+                );
                 shared.snapshot.store(Arc::new(snap));
                 shared.stats.reload_success.inc();
             }
@@ -158,4 +176,3 @@ impl Watcher {
         }
     }
 }
-

@@ -21,8 +21,9 @@ use monoio::{
 };
 use ringmesh_config::ListenerKind;
 use ringmesh_http1::{
-    parse_request, parse_response, write_downstream_response, write_local_response, write_upstream_request,
-    BodyFraming, ChunkedDecoder, ForwardInfo, Method, ParseStatus, RequestHead, ResponseHead,
+    parse_request, parse_response, write_downstream_response, write_local_response,
+    write_upstream_request, BodyFraming, ChunkedDecoder, ForwardInfo, Method, ParseStatus,
+    RequestHead, ResponseHead,
 };
 use ringmesh_metrics::Counter;
 
@@ -55,6 +56,9 @@ enum Body {
     Done,
     Length(u64),
     Chunked(ChunkedDecoder),
+    /// Chunked from the upstream, forwarded as plain data to an HTTP/1.0
+    /// client (which cannot receive chunked; the body ends at close).
+    Dechunk(ChunkedDecoder),
     UntilClose,
 }
 
@@ -92,8 +96,34 @@ impl Body {
                 }
                 Ok(n)
             }
+            Body::Dechunk(_) => unreachable!("Body::Dechunk goes through take_in_place"),
             Body::UntilClose => Ok(avail.len()),
         }
+    }
+
+    /// Like [`Body::take`] on `buf`, but may rewrite it: returns
+    /// `(consumed, out)` where `buf[..out]` is what to forward. Only
+    /// `Dechunk` rewrites (chunk data moved to the front, framing dropped).
+    fn take_in_place(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<(usize, usize), ringmesh_http1::ChunkError> {
+        let Body::Dechunk(d) = self else {
+            let n = self.take(buf)?;
+            return Ok((n, n));
+        };
+        let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+        let n = d.scan_with(buf, |r| ranges.push(r))?;
+        let mut out = 0;
+        for r in ranges {
+            let len = r.len();
+            buf.copy_within(r, out);
+            out += len;
+        }
+        if d.is_done() {
+            *self = Body::Done;
+        }
+        Ok((n, out))
     }
 }
 
@@ -152,21 +182,24 @@ async fn forward_body(
                     *body = Body::Done;
                     return (Ok(()), buf);
                 }
-                return (Err(BodyError::Src(io::ErrorKind::UnexpectedEof.into())), buf);
+                return (
+                    Err(BodyError::Src(io::ErrorKind::UnexpectedEof.into())),
+                    buf,
+                );
             }
             Ok(n) => src_bytes.add(n as u64),
             Err(e) => return (Err(BodyError::Src(e)), buf),
         }
-        let n = match body.take(&buf) {
-            Ok(n) => n,
+        let (n, out) = match body.take_in_place(&mut buf) {
+            Ok(x) => x,
             Err(e) => return (Err(BodyError::Framing(e)), buf),
         };
-        let (r, b) = write_range(dst, buf, n).await;
+        let (r, b) = write_range(dst, buf, out).await;
         buf = b;
         if let Err(e) = r {
             return (Err(BodyError::Dst(e)), buf);
         }
-        dst_bytes.add(n as u64);
+        dst_bytes.add(out as u64);
         if body.is_done() {
             buf.drain(..n);
             return (Ok(()), buf);
@@ -189,7 +222,13 @@ struct Conn {
 }
 
 /// Serve one downstream connection until it closes.
-pub async fn serve(ctx: Rc<ShardCtx>, listener: Arc<str>, ls: Rc<ListenerStats>, down: TcpStream, peer: SocketAddr) {
+pub async fn serve(
+    ctx: Rc<ShardCtx>,
+    listener: Arc<str>,
+    ls: Rc<ListenerStats>,
+    down: TcpStream,
+    peer: SocketAddr,
+) {
     let mut c = Conn {
         down,
         peer,
@@ -223,7 +262,7 @@ enum Attempt {
 
 impl Conn {
     async fn exchange(&mut self, ctx: &Rc<ShardCtx>, lname: &Arc<str>, ls: &ListenerStats) -> Next {
-        let limits = ctx.shared.snapshot.load().limits;
+        let limits = ctx.snapshot().limits;
 
         // Wait for the first byte of the next request (keep-alive idle).
         if self.rbuf.is_empty() {
@@ -254,7 +293,18 @@ impl Conn {
                 Ok(ParseStatus::Partial) => {
                     let buf = take(&mut self.rbuf);
                     match monoio::time::timeout_at(deadline, read_into(&mut self.down, buf)).await {
-                        Err(_) => return self.local_reply(ctx, ls, start, 408, "request header timeout", Next::Linger).await,
+                        Err(_) => {
+                            return self
+                                .local_reply(
+                                    ctx,
+                                    ls,
+                                    start,
+                                    408,
+                                    "request header timeout",
+                                    Next::Linger,
+                                )
+                                .await
+                        }
                         Ok((Ok(n), buf)) if n > 0 => {
                             ls.cells.rx_bytes.add(n as u64);
                             self.rbuf = buf;
@@ -264,28 +314,56 @@ impl Conn {
                 }
                 Err(e) => {
                     tracing::debug!(peer = %self.peer, error = %e, "rejected request head");
-                    return self.local_reply(ctx, ls, start, e.status(), e.reason(), Next::Linger).await;
+                    return self
+                        .local_reply(ctx, ls, start, e.status(), e.reason(), Next::Linger)
+                        .await;
                 }
             }
         }
 
         // Route. The request keeps this snapshot until it finishes.
-        let snap = ctx.shared.snapshot.load_full();
+        let snap = ctx.snapshot();
         let head = &self.head;
-        let has_body = !matches!(head.framing, BodyFraming::None | BodyFraming::ContentLength(0));
-        let after_local = if has_body || head.close { Next::Linger } else { Next::KeepAlive };
-        let routes = match snap.listeners.iter().find(|l| l.name == *lname).map(|l| &l.kind) {
-            Some(ListenerKind::Http { routes }) => routes,
-            _ => return self.local_reply(ctx, ls, start, 503, "listener removed", Next::Linger).await,
+        let has_body = !matches!(
+            head.framing,
+            BodyFraming::None | BodyFraming::ContentLength(0)
+        );
+        let after_local = if has_body || head.close {
+            Next::Linger
+        } else {
+            Next::KeepAlive
         };
-        let Some(route) = routes.route(head.authority.get(&self.rbuf), head.path.get(&self.rbuf)) else {
-            return self.local_reply(ctx, ls, start, 404, "route not found", after_local).await;
+        let routes = match snap
+            .listeners
+            .iter()
+            .find(|l| l.name == *lname)
+            .map(|l| &l.kind)
+        {
+            Some(ListenerKind::Http { routes }) => routes,
+            _ => {
+                return self
+                    .local_reply(ctx, ls, start, 503, "listener removed", Next::Linger)
+                    .await
+            }
+        };
+        let Some(route) = routes.route(head.authority.get(&self.rbuf), head.path.get(&self.rbuf))
+        else {
+            if matches!(after_local, Next::KeepAlive) {
+                // No body: the request ends with its head. Consume it so
+                // the next request on this connection is read next.
+                let n = head.head_len;
+                self.rbuf.drain(..n);
+            }
+            return self
+                .local_reply(ctx, ls, start, 404, "route not found", after_local)
+                .await;
         };
         let cluster = snap.clusters[route.action.cluster_idx as usize].clone();
         let req_deadline = route.action.timeout.map(|t| start + t);
         let ccells = ctx.stats.cluster(cluster.id, &cluster.name);
         let method: Method = head.method;
         let client_close = head.close;
+        let http10 = head.version == ringmesh_http1::Version::Http10;
         let expect_continue = head.expect_continue;
 
         // The upstream head, then whatever body bytes came with the head —
@@ -308,11 +386,18 @@ impl Conn {
         let mut body = Body::new(head.framing);
         let taken = match body.take(&self.rbuf[head_len..]) {
             Ok(n) => n,
-            Err(e) => return self.local_reply(ctx, ls, start, 400, chunk_reason(e), Next::Linger).await,
+            Err(e) => {
+                return self
+                    .local_reply(ctx, ls, start, 400, chunk_reason(e), Next::Linger)
+                    .await
+            }
         };
-        self.wbuf.extend_from_slice(&self.rbuf[head_len..head_len + taken]);
+        self.wbuf
+            .extend_from_slice(&self.rbuf[head_len..head_len + taken]);
         self.rbuf.drain(..head_len + taken);
-        let fully_buffered = body.is_done();
+        // Safe to send again if a reused connection turns out to be dead:
+        // the whole request is in hand and repeating it is harmless.
+        let replayable = body.is_done() && method.is_idempotent();
 
         // Send, retrying only when a reused connection turned out to be
         // closed and the whole request is still in hand.
@@ -320,16 +405,37 @@ impl Conn {
         let mut up = None;
         for _ in 0..3 {
             match self
-                .attempt(ctx, ls, &cluster, &ccells, &limits, req_deadline, method, &mut body, expect_continue, &mut sent_continue)
+                .attempt(
+                    ctx,
+                    ls,
+                    &cluster,
+                    &ccells,
+                    &limits,
+                    req_deadline,
+                    method,
+                    &mut body,
+                    expect_continue,
+                    &mut sent_continue,
+                    replayable,
+                )
                 .await
             {
                 Attempt::Ok(u) => {
                     up = Some(u);
                     break;
                 }
-                Attempt::Stale if fully_buffered => continue,
+                Attempt::Stale if replayable => continue,
                 Attempt::Stale => {
-                    return self.local_reply(ctx, ls, start, 503, "upstream reset before response", Next::Linger).await
+                    return self
+                        .local_reply(
+                            ctx,
+                            ls,
+                            start,
+                            503,
+                            "upstream reset before response",
+                            Next::Linger,
+                        )
+                        .await
                 }
                 Attempt::Reply(code, reason, next) => {
                     if code == 504 {
@@ -342,24 +448,51 @@ impl Conn {
             }
         }
         let Some(mut up) = up else {
-            return self.local_reply(ctx, ls, start, 503, "upstream reset before response", Next::Linger).await;
+            return self
+                .local_reply(
+                    ctx,
+                    ls,
+                    start,
+                    503,
+                    "upstream reset before response",
+                    Next::Linger,
+                )
+                .await;
         };
 
         // The response: head (+ the body bytes that came with it) in one write.
         let draining = ctx.drain.is_fired();
+        let mut rbody = Body::new(self.rhead.framing);
+        if http10 && matches!(rbody, Body::Chunked(_)) {
+            // HTTP/1.0 has no chunked coding (RFC 9112 §6.1): forward the
+            // data only and end the body by closing.
+            rbody = Body::Dechunk(ChunkedDecoder::new());
+            self.rhead.framing = BodyFraming::UntilClose;
+        }
         let rhead = &self.rhead;
-        let down_close = client_close || draining || matches!(rhead.framing, BodyFraming::UntilClose);
+        let down_close =
+            client_close || draining || matches!(rhead.framing, BodyFraming::UntilClose);
         let status = rhead.status;
         let mut reusable = !rhead.close;
         self.wbuf.clear();
         write_downstream_response(&self.ubuf, rhead, down_close, &mut self.wbuf);
         let rlen = rhead.head_len;
-        let mut rbody = Body::new(rhead.framing);
-        let taken = match rbody.take(&self.ubuf[rlen..]) {
-            Ok(n) => n,
-            Err(_) => return self.local_reply(ctx, ls, start, 502, "upstream sent invalid chunked framing", Next::Linger).await,
+        let (taken, out) = match rbody.take_in_place(&mut self.ubuf[rlen..]) {
+            Ok(x) => x,
+            Err(_) => {
+                return self
+                    .local_reply(
+                        ctx,
+                        ls,
+                        start,
+                        502,
+                        "upstream sent invalid chunked framing",
+                        Next::Linger,
+                    )
+                    .await
+            }
         };
-        self.wbuf.extend_from_slice(&self.ubuf[rlen..rlen + taken]);
+        self.wbuf.extend_from_slice(&self.ubuf[rlen..rlen + out]);
         if rbody.is_done() && self.ubuf.len() > rlen + taken {
             // Bytes after the response: the upstream is confused; never
             // reuse it (and never forward them).
@@ -375,7 +508,16 @@ impl Conn {
         ls.cells.tx_bytes.add(wlen as u64);
         if !rbody.is_done() {
             let buf = take(&mut self.ubuf);
-            let (r, b) = forward_body(&mut up.stream, &mut self.down, buf, &mut rbody, limits.idle_timeout, &Counter::default(), &ls.cells.tx_bytes).await;
+            let (r, b) = forward_body(
+                &mut up.stream,
+                &mut self.down,
+                buf,
+                &mut rbody,
+                limits.idle_timeout,
+                &Counter::default(),
+                &ls.cells.tx_bytes,
+            )
+            .await;
             self.ubuf = b;
             match r {
                 Ok(()) => {
@@ -417,24 +559,40 @@ impl Conn {
         body: &mut Body,
         expect_continue: bool,
         sent_continue: &mut bool,
+        replayable: bool,
     ) -> Attempt {
+        // A request we can replay does not need a pooled connection checked
+        // first: if the upstream had closed it, we notice before any response
+        // byte and send the request again (`Attempt::Stale`). One syscall
+        // saved per request. Others are checked with a peek.
+        let verify = !replayable;
         let acquired = match deadline {
-            Some(d) => match monoio::time::timeout_at(d, acquire(&ctx.pools, cluster, ccells, limits.idle_timeout)).await {
+            Some(d) => match monoio::time::timeout_at(
+                d,
+                acquire(&ctx.pools, cluster, ccells, limits.idle_timeout, verify),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => return Attempt::Reply(504, "upstream request timeout", Next::KeepAlive),
             },
-            None => acquire(&ctx.pools, cluster, ccells, limits.idle_timeout).await,
+            None => acquire(&ctx.pools, cluster, ccells, limits.idle_timeout, verify).await,
         };
         let mut up = match acquired {
             Ok(u) => u,
-            Err(ConnectError::NoEndpoints) => return Attempt::Reply(503, "no healthy upstream", Next::KeepAlive),
+            Err(ConnectError::NoEndpoints) => {
+                return Attempt::Reply(503, "no healthy upstream", Next::KeepAlive)
+            }
             Err(_) => return Attempt::Reply(503, "upstream connect error", Next::KeepAlive),
         };
         ccells.rq_total.inc();
 
         if expect_continue && !body.is_done() && !*sent_continue {
             *sent_continue = true;
-            let (r, _) = self.down.write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+            let (r, _) = self
+                .down
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec())
+                .await;
             if r.is_err() {
                 return Attempt::Abort;
             }
@@ -443,19 +601,42 @@ impl Conn {
         let (r, w) = write_range(&mut up.stream, take(&mut self.wbuf), wlen).await;
         self.wbuf = w;
         if r.is_err() {
-            return if up.reused { Attempt::Stale } else { Attempt::Reply(503, "upstream write failed", Next::KeepAlive) };
+            return if up.reused {
+                Attempt::Stale
+            } else {
+                Attempt::Reply(503, "upstream write failed", Next::KeepAlive)
+            };
         }
         if !body.is_done() {
             let buf = take(&mut self.rbuf);
             debug_assert!(buf.is_empty());
-            let (r, b) = forward_body(&mut self.down, &mut up.stream, buf, body, limits.idle_timeout, &ls.cells.rx_bytes, &Counter::default()).await;
+            let (r, b) = forward_body(
+                &mut self.down,
+                &mut up.stream,
+                buf,
+                body,
+                limits.idle_timeout,
+                &ls.cells.rx_bytes,
+                &Counter::default(),
+            )
+            .await;
             self.rbuf = b;
             match r {
                 Ok(()) => {}
-                Err(BodyError::Framing(e)) => return Attempt::Reply(400, chunk_reason(e), Next::Linger),
-                Err(BodyError::Idle) => return Attempt::Reply(408, "request body timeout", Next::Linger),
+                Err(BodyError::Framing(e)) => {
+                    return Attempt::Reply(400, chunk_reason(e), Next::Linger)
+                }
+                Err(BodyError::Idle) => {
+                    return Attempt::Reply(408, "request body timeout", Next::Linger)
+                }
                 Err(BodyError::Src(_)) => return Attempt::Abort,
-                Err(BodyError::Dst(_)) => return Attempt::Reply(503, "upstream reset while sending the request body", Next::Linger),
+                Err(BodyError::Dst(_)) => {
+                    return Attempt::Reply(
+                        503,
+                        "upstream reset while sending the request body",
+                        Next::Linger,
+                    )
+                }
             }
         }
 
@@ -467,14 +648,24 @@ impl Conn {
                     Ok(ParseStatus::Complete(n)) => {
                         let s = self.rhead.status;
                         if s == 101 {
-                            return Attempt::Reply(502, "upstream switched protocols unexpectedly", Next::Linger);
+                            return Attempt::Reply(
+                                502,
+                                "upstream switched protocols unexpectedly",
+                                Next::Linger,
+                            );
                         }
                         if (100..200).contains(&s) {
                             if s != 100 {
                                 self.wbuf.clear();
-                                write_downstream_response(&self.ubuf, &self.rhead, false, &mut self.wbuf);
+                                write_downstream_response(
+                                    &self.ubuf,
+                                    &self.rhead,
+                                    false,
+                                    &mut self.wbuf,
+                                );
                                 let wl = self.wbuf.len();
-                                let (r, w) = write_range(&mut self.down, take(&mut self.wbuf), wl).await;
+                                let (r, w) =
+                                    write_range(&mut self.down, take(&mut self.wbuf), wl).await;
                                 self.wbuf = w;
                                 if r.is_err() {
                                     return Attempt::Abort;
@@ -488,7 +679,11 @@ impl Conn {
                     Ok(ParseStatus::Partial) => {}
                     Err(e) => {
                         tracing::debug!(cluster = %cluster.name, error = %e, "invalid response head from upstream");
-                        return Attempt::Reply(502, "upstream sent an invalid response", Next::KeepAlive);
+                        return Attempt::Reply(
+                            502,
+                            "upstream sent an invalid response",
+                            Next::KeepAlive,
+                        );
                     }
                 }
             }
@@ -497,7 +692,9 @@ impl Conn {
             let r = match deadline {
                 Some(d) => match monoio::time::timeout_at(d, read).await {
                     Ok(r) => r,
-                    Err(_) => return Attempt::Reply(504, "upstream request timeout", Next::KeepAlive),
+                    Err(_) => {
+                        return Attempt::Reply(504, "upstream request timeout", Next::KeepAlive)
+                    }
                 },
                 None => read.await,
             };
@@ -512,7 +709,11 @@ impl Conn {
                     }
                     return Attempt::Reply(
                         if nothing { 503 } else { 502 },
-                        if nothing { "upstream connect error or disconnect/reset before headers" } else { "upstream sent a truncated response head" },
+                        if nothing {
+                            "upstream connect error or disconnect/reset before headers"
+                        } else {
+                            "upstream sent a truncated response head"
+                        },
                         Next::KeepAlive,
                     );
                 }
@@ -520,14 +721,28 @@ impl Conn {
         }
     }
 
-    fn record(&self, ls: &ListenerStats, cc: &crate::stats::ClusterCells, start: Instant, status: u16) {
+    fn record(
+        &self,
+        ls: &ListenerStats,
+        cc: &crate::stats::ClusterCells,
+        start: Instant,
+        status: u16,
+    ) {
         let i = class_index(status);
         ls.cells.rq_by_class[i].inc();
         cc.rq_by_class[i].inc();
         ls.latency.record_us(start.elapsed().as_micros() as u64);
     }
 
-    async fn local_reply(&mut self, ctx: &ShardCtx, ls: &ListenerStats, start: Instant, status: u16, reason: &str, next: Next) -> Next {
+    async fn local_reply(
+        &mut self,
+        ctx: &ShardCtx,
+        ls: &ListenerStats,
+        start: Instant,
+        status: u16,
+        reason: &str,
+        next: Next,
+    ) -> Next {
         ctx.stats.local_reply(status);
         ls.cells.rq_by_class[class_index(status)].inc();
         let close = !matches!(next, Next::KeepAlive) || ctx.drain.is_fired();

@@ -41,7 +41,9 @@ pub fn run(opts: Options) -> i32 {
             for e in &errors.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!("ringmesh-proxy: the configuration above was rejected; fix it and start again");
+            eprintln!(
+                "ringmesh-proxy: the configuration above was rejected; fix it and start again"
+            );
             return 2;
         }
     };

@@ -35,6 +35,12 @@ pub struct ShardCtx {
     /// Open downstream connections on this shard.
     pub active: Cell<usize>,
     rng: Cell<u64>,
+    /// This shard's reference to the live snapshot. Requests clone the `Rc`
+    /// (a non-atomic increment) instead of the shared `Arc`, whose reference
+    /// count would be a cache line every core writes on every request.
+    #[allow(clippy::redundant_allocation)]
+    // one extra allocation per published snapshot buys non-atomic clones per request
+    current: std::cell::RefCell<Rc<Arc<Snapshot>>>,
 }
 
 impl ShardCtx {
@@ -48,12 +54,27 @@ impl ShardCtx {
         ShardCtx {
             id,
             stats: ShardStats::new(id, shared.clone()),
+            current: std::cell::RefCell::new(Rc::new(shared.snapshot.load_full())),
             shared,
             pools: Pools::default(),
             drain: Signal::new(),
             active: Cell::new(0),
             rng: Cell::new(seed | 1),
         }
+    }
+
+    /// The live snapshot, for one request or connection to keep until it
+    /// finishes. The `arc-swap` guard is a thread-local fast path; only when
+    /// the control thread has published a new snapshot does this shard take
+    /// a reference to it.
+    #[allow(clippy::redundant_allocation)]
+    pub fn snapshot(&self) -> Rc<Arc<Snapshot>> {
+        let live = self.shared.snapshot.load();
+        let mut cur = self.current.borrow_mut();
+        if !Arc::ptr_eq(&cur, &live) {
+            *cur = Rc::new(arc_swap::Guard::into_inner(live));
+        }
+        cur.clone()
     }
 
     /// xorshift64*: fast, shard-local, good enough for request ids (not for
@@ -129,9 +150,13 @@ pub async fn run(ctx: Rc<ShardCtx>, driver: Driver) {
         }
         ctx.stats.publish();
         ticks = ticks.wrapping_add(1);
-        if ticks % SWEEP_EVERY == 0 {
+        if ticks.is_multiple_of(SWEEP_EVERY) {
             if let Some(snap) = &current {
-                let live = |a: &SocketAddr| snap.clusters.iter().any(|c| c.endpoints.iter().any(|e| e.address == *a));
+                let live = |a: &SocketAddr| {
+                    snap.clusters
+                        .iter()
+                        .any(|c| c.endpoints.iter().any(|e| e.address == *a))
+                };
                 ctx.pools.sweep(&live, snap.limits.idle_timeout);
             }
             ctx.shared.stats.listeners.retain_in_use();
@@ -150,7 +175,11 @@ fn sync_listeners(
     bind_errors: &mut HashMap<Arc<str>, String>,
 ) -> bool {
     running.retain(|name, r| {
-        let keep = snap.listeners.iter().any(|l| l.name == *name && l.address == r.address && matches!(l.kind, ListenerKind::Http { .. }) == r.http);
+        let keep = snap.listeners.iter().any(|l| {
+            l.name == *name
+                && l.address == r.address
+                && matches!(l.kind, ListenerKind::Http { .. }) == r.http
+        });
         if !keep {
             tracing::info!(shard = ctx.id, listener = %name, "listener stopped");
             r.stop.fire();
@@ -167,9 +196,22 @@ fn sync_listeners(
             Ok(listener) => {
                 bind_errors.remove(&l.name);
                 let stop = Signal::new();
-                running.insert(l.name.clone(), Running { address: l.address, http, stop: stop.clone() });
+                running.insert(
+                    l.name.clone(),
+                    Running {
+                        address: l.address,
+                        http,
+                        stop: stop.clone(),
+                    },
+                );
                 tracing::info!(shard = ctx.id, listener = %l.name, address = %l.address, protocol = if http { "http" } else { "tcp" }, "listening");
-                monoio::spawn(accept_loop(ctx.clone(), l.name.clone(), listener, stop, http));
+                monoio::spawn(accept_loop(
+                    ctx.clone(),
+                    l.name.clone(),
+                    listener,
+                    stop,
+                    http,
+                ));
             }
             Err(e) => {
                 ok = false;
@@ -193,7 +235,13 @@ impl Drop for ActiveGuard {
     }
 }
 
-async fn accept_loop(ctx: Rc<ShardCtx>, name: Arc<str>, listener: monoio::net::TcpListener, stop: Signal, http: bool) {
+async fn accept_loop(
+    ctx: Rc<ShardCtx>,
+    name: Arc<str>,
+    listener: monoio::net::TcpListener,
+    stop: Signal,
+    http: bool,
+) {
     let ls = ctx.stats.listener(&name);
     let mut last_error: Option<std::io::ErrorKind> = None;
     loop {
@@ -205,7 +253,7 @@ async fn accept_loop(ctx: Rc<ShardCtx>, name: Arc<str>, listener: monoio::net::T
         match accepted {
             Ok((stream, peer)) => {
                 last_error = None;
-                let max = ctx.shared.snapshot.load().limits.max_connections_per_shard;
+                let max = ctx.snapshot().limits.max_connections_per_shard;
                 if ctx.active.get() >= max {
                     ls.cells.cx_overflow.inc();
                     drop(stream);

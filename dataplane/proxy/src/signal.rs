@@ -32,7 +32,13 @@ impl Signal {
         if self.0.fired.replace(true) {
             return;
         }
-        let wakers: Vec<Waker> = self.0.slots.borrow_mut().iter_mut().filter_map(Option::take).collect();
+        let wakers: Vec<Waker> = self
+            .0
+            .slots
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
         for w in wakers {
             w.wake();
         }
@@ -44,7 +50,10 @@ impl Signal {
 
     /// Resolves once [`Signal::fire`] has been called (immediately if it was).
     pub fn wait(&self) -> Wait {
-        Wait { inner: self.0.clone(), slot: None }
+        Wait {
+            inner: self.0.clone(),
+            slot: None,
+        }
     }
 }
 
@@ -98,7 +107,10 @@ mod tests {
 
     #[test]
     fn fires_all_waiters_and_reuses_slots() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let s = Signal::new();
             let a = monoio::spawn({

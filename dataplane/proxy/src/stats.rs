@@ -4,11 +4,14 @@
 use std::{cell::RefCell, collections::HashMap, rc::Rc, sync::Arc};
 
 use ringmesh_metrics::{
-    prometheus::Exposition, Counter, Gauge, LocalHistogram, PublishedHistogram, Registry, SharedCounter,
+    prometheus::Exposition, Counter, Gauge, LocalHistogram, PublishedHistogram, Registry,
+    SharedCounter,
 };
 
 /// Status codes the proxy answers locally, counted by code.
-pub const LOCAL_REPLY_CODES: &[u16] = &[400, 403, 404, 408, 413, 414, 417, 429, 431, 500, 501, 502, 503, 504, 505];
+pub const LOCAL_REPLY_CODES: &[u16] = &[
+    400, 403, 404, 408, 413, 414, 417, 429, 431, 500, 501, 502, 503, 504, 505,
+];
 
 #[derive(Default)]
 pub struct ListenerCells {
@@ -65,8 +68,17 @@ pub struct ListenerStats {
 
 impl ShardStats {
     pub fn new(shard: usize, shared: Arc<crate::shared::Shared>) -> Self {
-        let cells = shared.stats.shards.register(&Arc::from(format!("{shard}")), shard);
-        ShardStats { shard, shared, listeners: Default::default(), clusters: Default::default(), cells }
+        let cells = shared
+            .stats
+            .shards
+            .register(&Arc::from(format!("{shard}")), shard);
+        ShardStats {
+            shard,
+            shared,
+            listeners: Default::default(),
+            clusters: Default::default(),
+            cells,
+        }
     }
 
     pub fn listener(&self, name: &Arc<str>) -> Rc<ListenerStats> {
@@ -74,7 +86,10 @@ impl ShardStats {
             return s.clone();
         }
         let cells = self.shared.stats.listeners.register(name, self.shard);
-        let s = Rc::new(ListenerStats { latency: LocalHistogram::new(cells.latency.clone()), cells });
+        let s = Rc::new(ListenerStats {
+            latency: LocalHistogram::new(cells.latency.clone()),
+            cells,
+        });
         self.listeners.borrow_mut().insert(name.clone(), s.clone());
         s
     }
@@ -125,14 +140,44 @@ pub fn render(shared: &crate::shared::Shared) -> String {
     for (i, d) in shared.drivers.iter().enumerate() {
         if let Some(d) = d.get() {
             let shard = i.to_string();
-            e.gauge("ringmesh_io_driver", "I/O driver each shard runs on (1 = in use).", &[("driver", d.as_str()), ("shard", &shard)], 1);
+            e.gauge(
+                "ringmesh_io_driver",
+                "I/O driver each shard runs on (1 = in use).",
+                &[("driver", d.as_str()), ("shard", &shard)],
+                1,
+            );
         }
     }
-    e.gauge("ringmesh_shards", "Number of shards (one runtime per core).", &[], shared.shards as i64);
-    e.gauge("ringmesh_config_version", "Version (content hash, low 53 bits) of the live configuration.", &[], (snap.version & ((1 << 53) - 1)) as i64);
-    e.counter("ringmesh_config_reloads_total", "Configuration reloads by result.", &[("result", "success")], st.reload_success.get());
-    e.counter("ringmesh_config_reloads_total", "Configuration reloads by result.", &[("result", "failure")], st.reload_failure.get());
-    e.gauge("ringmesh_draining", "1 while the proxy drains before exit.", &[], shared.is_draining() as i64);
+    e.gauge(
+        "ringmesh_shards",
+        "Number of shards (one runtime per core).",
+        &[],
+        shared.shards as i64,
+    );
+    e.gauge(
+        "ringmesh_config_version",
+        "Version (content hash, low 53 bits) of the live configuration.",
+        &[],
+        (snap.version & ((1 << 53) - 1)) as i64,
+    );
+    e.counter(
+        "ringmesh_config_reloads_total",
+        "Configuration reloads by result.",
+        &[("result", "success")],
+        st.reload_success.get(),
+    );
+    e.counter(
+        "ringmesh_config_reloads_total",
+        "Configuration reloads by result.",
+        &[("result", "failure")],
+        st.reload_failure.get(),
+    );
+    e.gauge(
+        "ringmesh_draining",
+        "1 while the proxy drains before exit.",
+        &[],
+        shared.is_draining() as i64,
+    );
 
     macro_rules! per_key {
         ($reg:expr, $label:literal, $metric:literal, $kind:ident, $help:literal, $f:expr) => {
@@ -141,29 +186,116 @@ pub fn render(shared: &crate::shared::Shared) -> String {
             });
         };
     }
-    per_key!(st.listeners, "listener", "ringmesh_downstream_cx_total", counter, "Downstream connections accepted.", |c: &[&ListenerCells]| sum(c, |x| x.cx_total.get()));
-    per_key!(st.listeners, "listener", "ringmesh_downstream_cx_active", gauge, "Downstream connections open.", |c: &[&ListenerCells]| sum_i(c, |x| x.cx_active.get()));
-    per_key!(st.listeners, "listener", "ringmesh_downstream_cx_overflow_total", counter, "Downstream connections refused by max_connections_per_shard.", |c: &[&ListenerCells]| sum(c, |x| x.cx_overflow.get()));
-    per_key!(st.listeners, "listener", "ringmesh_downstream_rx_bytes_total", counter, "Bytes received from downstream.", |c: &[&ListenerCells]| sum(c, |x| x.rx_bytes.get()));
-    per_key!(st.listeners, "listener", "ringmesh_downstream_tx_bytes_total", counter, "Bytes sent to downstream.", |c: &[&ListenerCells]| sum(c, |x| x.tx_bytes.get()));
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_downstream_cx_total",
+        counter,
+        "Downstream connections accepted.",
+        |c: &[&ListenerCells]| sum(c, |x| x.cx_total.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_downstream_cx_active",
+        gauge,
+        "Downstream connections open.",
+        |c: &[&ListenerCells]| sum_i(c, |x| x.cx_active.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_downstream_cx_overflow_total",
+        counter,
+        "Downstream connections refused by max_connections_per_shard.",
+        |c: &[&ListenerCells]| sum(c, |x| x.cx_overflow.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_downstream_rx_bytes_total",
+        counter,
+        "Bytes received from downstream.",
+        |c: &[&ListenerCells]| sum(c, |x| x.rx_bytes.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_downstream_tx_bytes_total",
+        counter,
+        "Bytes sent to downstream.",
+        |c: &[&ListenerCells]| sum(c, |x| x.tx_bytes.get())
+    );
     st.listeners.for_each_key(|k, cells| {
         for (i, class) in CLASSES.iter().enumerate() {
-            e.counter("ringmesh_http_requests_total", "HTTP requests completed, by status class.", &[("listener", k), ("code_class", class)], sum(cells, |x| x.rq_by_class[i].get()));
+            e.counter(
+                "ringmesh_http_requests_total",
+                "HTTP requests completed, by status class.",
+                &[("listener", k), ("code_class", class)],
+                sum(cells, |x| x.rq_by_class[i].get()),
+            );
         }
     });
     st.listeners.for_each_key(|k, cells| {
         let (h, sum_us) = ringmesh_metrics::histogram_merge(cells.iter().map(|c| &*c.latency));
         e.histogram_ms("ringmesh_http_request_duration_milliseconds", "Downstream request duration (first byte of the head to the last byte of the response).", &[("listener", k)], &h, sum_us);
     });
-    per_key!(st.clusters, "cluster", "ringmesh_upstream_cx_total", counter, "Upstream connections opened.", |c: &[&ClusterCells]| sum(c, |x| x.cx_total.get()));
-    per_key!(st.clusters, "cluster", "ringmesh_upstream_cx_active", gauge, "Upstream connections open (in use or pooled).", |c: &[&ClusterCells]| sum_i(c, |x| x.cx_active.get()));
-    per_key!(st.clusters, "cluster", "ringmesh_upstream_cx_connect_fail_total", counter, "Upstream connection attempts that failed or timed out.", |c: &[&ClusterCells]| sum(c, |x| x.cx_connect_fail.get()));
-    per_key!(st.clusters, "cluster", "ringmesh_upstream_cx_pool_reuse_total", counter, "Requests sent on a pooled (reused) upstream connection.", |c: &[&ClusterCells]| sum(c, |x| x.cx_pool_reuse.get()));
-    per_key!(st.clusters, "cluster", "ringmesh_upstream_rq_total", counter, "Requests sent upstream.", |c: &[&ClusterCells]| sum(c, |x| x.rq_total.get()));
-    per_key!(st.clusters, "cluster", "ringmesh_upstream_rq_timeout_total", counter, "Requests that hit the route timeout.", |c: &[&ClusterCells]| sum(c, |x| x.rq_timeout.get()));
+    per_key!(
+        st.clusters,
+        "cluster",
+        "ringmesh_upstream_cx_total",
+        counter,
+        "Upstream connections opened.",
+        |c: &[&ClusterCells]| sum(c, |x| x.cx_total.get())
+    );
+    per_key!(
+        st.clusters,
+        "cluster",
+        "ringmesh_upstream_cx_active",
+        gauge,
+        "Upstream connections open (in use or pooled).",
+        |c: &[&ClusterCells]| sum_i(c, |x| x.cx_active.get())
+    );
+    per_key!(
+        st.clusters,
+        "cluster",
+        "ringmesh_upstream_cx_connect_fail_total",
+        counter,
+        "Upstream connection attempts that failed or timed out.",
+        |c: &[&ClusterCells]| sum(c, |x| x.cx_connect_fail.get())
+    );
+    per_key!(
+        st.clusters,
+        "cluster",
+        "ringmesh_upstream_cx_pool_reuse_total",
+        counter,
+        "Requests sent on a pooled (reused) upstream connection.",
+        |c: &[&ClusterCells]| sum(c, |x| x.cx_pool_reuse.get())
+    );
+    per_key!(
+        st.clusters,
+        "cluster",
+        "ringmesh_upstream_rq_total",
+        counter,
+        "Requests sent upstream.",
+        |c: &[&ClusterCells]| sum(c, |x| x.rq_total.get())
+    );
+    per_key!(
+        st.clusters,
+        "cluster",
+        "ringmesh_upstream_rq_timeout_total",
+        counter,
+        "Requests that hit the route timeout.",
+        |c: &[&ClusterCells]| sum(c, |x| x.rq_timeout.get())
+    );
     st.clusters.for_each_key(|k, cells| {
         for (i, class) in CLASSES.iter().enumerate() {
-            e.counter("ringmesh_upstream_rq_completed_total", "Upstream responses, by status class.", &[("cluster", k), ("code_class", class)], sum(cells, |x| x.rq_by_class[i].get()));
+            e.counter(
+                "ringmesh_upstream_rq_completed_total",
+                "Upstream responses, by status class.",
+                &[("cluster", k), ("code_class", class)],
+                sum(cells, |x| x.rq_by_class[i].get()),
+            );
         }
     });
     let mut totals = [0u64; LOCAL_REPLY_CODES.len()];
@@ -175,7 +307,12 @@ pub fn render(shared: &crate::shared::Shared) -> String {
         }
     });
     for (code, v) in LOCAL_REPLY_CODES.iter().zip(totals) {
-        e.counter("ringmesh_http_local_replies_total", "Responses generated by the proxy itself, by status code.", &[("code", &code.to_string())], v);
+        e.counter(
+            "ringmesh_http_local_replies_total",
+            "Responses generated by the proxy itself, by status code.",
+            &[("code", &code.to_string())],
+            v,
+        );
     }
     e.finish()
 }

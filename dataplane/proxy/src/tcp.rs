@@ -10,9 +10,20 @@ use ringmesh_config::ListenerKind;
 
 use crate::{shard::ShardCtx, stats::ListenerStats, upstream::acquire_fresh};
 
-pub async fn serve(ctx: Rc<ShardCtx>, listener: Arc<str>, ls: Rc<ListenerStats>, down: TcpStream, peer: SocketAddr) {
-    let snap = ctx.shared.snapshot.load_full();
-    let cluster = match snap.listeners.iter().find(|l| l.name == listener).map(|l| &l.kind) {
+pub async fn serve(
+    ctx: Rc<ShardCtx>,
+    listener: Arc<str>,
+    ls: Rc<ListenerStats>,
+    down: TcpStream,
+    peer: SocketAddr,
+) {
+    let snap = ctx.snapshot();
+    let cluster = match snap
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .map(|l| &l.kind)
+    {
         Some(ListenerKind::Tcp { cluster_idx, .. }) => snap.clusters[*cluster_idx as usize].clone(),
         _ => return,
     };

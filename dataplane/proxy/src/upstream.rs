@@ -91,12 +91,18 @@ impl Pools {
         Some(eps[0].address)
     }
 
-    /// An idle pooled connection to `addr` that is still open, if any.
-    pub fn checkout(&self, addr: SocketAddr, idle_timeout: Duration) -> Option<Upstream> {
+    /// An idle pooled connection to `addr`, if any. With `verify`, one
+    /// non-blocking peek makes sure the upstream has not closed it.
+    pub fn checkout(
+        &self,
+        addr: SocketAddr,
+        idle_timeout: Duration,
+        verify: bool,
+    ) -> Option<Upstream> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         while let Some(mut i) = list.pop() {
-            if i.since.elapsed() < idle_timeout && still_open(&i.conn.stream) {
+            if i.since.elapsed() < idle_timeout && (!verify || still_open(&i.conn.stream)) {
                 i.conn.reused = true;
                 return Some(i.conn);
             }
@@ -109,7 +115,10 @@ impl Pools {
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(conn.addr).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push(Idle { conn, since: Instant::now() });
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -136,7 +145,14 @@ impl Pools {
 fn still_open(s: &TcpStream) -> bool {
     let mut b = [0u8; 1];
     // SAFETY: the fd is owned by `s` and open; `b` is a valid 1-byte buffer.
-    let r = unsafe { libc::recv(s.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    let r = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
     if r < 0 {
         let e = io::Error::last_os_error();
         return e.kind() == io::ErrorKind::WouldBlock;
@@ -145,7 +161,11 @@ fn still_open(s: &TcpStream) -> bool {
 }
 
 /// Connect to `addr` within `timeout`.
-pub async fn connect(addr: SocketAddr, timeout: Duration, cells: &Arc<ClusterCells>) -> Result<Upstream, ConnectError> {
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    cells: &Arc<ClusterCells>,
+) -> Result<Upstream, ConnectError> {
     let r = monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await;
     let stream = match r {
         Ok(Ok(s)) => s,
@@ -161,7 +181,12 @@ pub async fn connect(addr: SocketAddr, timeout: Duration, cells: &Arc<ClusterCel
     let _ = stream.set_nodelay(true);
     cells.cx_total.inc();
     cells.cx_active.inc();
-    Ok(Upstream { stream, addr, reused: false, active: ActiveUpstream(cells.clone()) })
+    Ok(Upstream {
+        stream,
+        addr,
+        reused: false,
+        active: ActiveUpstream(cells.clone()),
+    })
 }
 
 /// A connection to some endpoint of `cluster`: pooled if possible, else a
@@ -172,12 +197,15 @@ pub async fn acquire(
     cluster: &Cluster,
     cells: &Arc<ClusterCells>,
     idle_timeout: Duration,
+    verify: bool,
 ) -> Result<Upstream, ConnectError> {
     let attempts = cluster.endpoints.len().clamp(1, 3);
     let mut last = ConnectError::NoEndpoints;
     for _ in 0..attempts {
-        let Some(addr) = pools.pick(cluster) else { return Err(ConnectError::NoEndpoints) };
-        if let Some(c) = pools.checkout(addr, idle_timeout) {
+        let Some(addr) = pools.pick(cluster) else {
+            return Err(ConnectError::NoEndpoints);
+        };
+        if let Some(c) = pools.checkout(addr, idle_timeout, verify) {
             cells.cx_pool_reuse.inc();
             return Ok(c);
         }
@@ -194,11 +222,17 @@ pub async fn acquire(
 
 /// A new connection (never pooled: for TCP proxying), trying up to three
 /// endpoints.
-pub async fn acquire_fresh(pools: &Pools, cluster: &Cluster, cells: &Arc<ClusterCells>) -> Result<Upstream, ConnectError> {
+pub async fn acquire_fresh(
+    pools: &Pools,
+    cluster: &Cluster,
+    cells: &Arc<ClusterCells>,
+) -> Result<Upstream, ConnectError> {
     let attempts = cluster.endpoints.len().clamp(1, 3);
     let mut last = ConnectError::NoEndpoints;
     for _ in 0..attempts {
-        let Some(addr) = pools.pick(cluster) else { return Err(ConnectError::NoEndpoints) };
+        let Some(addr) = pools.pick(cluster) else {
+            return Err(ConnectError::NoEndpoints);
+        };
         match connect(addr, cluster.connect_timeout, cells).await {
             Ok(c) => return Ok(c),
             Err(e) => last = e,

@@ -34,7 +34,9 @@ impl FromStr for DriverChoice {
             "auto" => Ok(DriverChoice::Auto),
             "uring" | "io_uring" | "io-uring" => Ok(DriverChoice::Uring),
             "epoll" | "legacy" => Ok(DriverChoice::Epoll),
-            other => Err(format!("unknown io driver {other:?}: use auto, uring or epoll")),
+            other => Err(format!(
+                "unknown io driver {other:?}: use auto, uring or epoll"
+            )),
         }
     }
 }
@@ -95,7 +97,9 @@ pub fn probe_uring() -> Result<(), String> {
 pub fn select_driver(choice: DriverChoice) -> Result<Driver, RuntimeError> {
     match choice {
         DriverChoice::Epoll => Ok(Driver::Epoll),
-        DriverChoice::Uring => probe_uring().map(|()| Driver::IoUring).map_err(RuntimeError::UringUnavailable),
+        DriverChoice::Uring => probe_uring()
+            .map(|()| Driver::IoUring)
+            .map_err(RuntimeError::UringUnavailable),
         DriverChoice::Auto => match probe_uring() {
             Ok(()) => Ok(Driver::IoUring),
             Err(reason) => {
@@ -112,9 +116,13 @@ pub fn allowed_cpus() -> Vec<usize> {
     // sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 is the calling thread; the pointer and size describe `set`.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
-        return (0..thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).collect();
+        return (0..thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1))
+            .collect();
     }
     (0..libc::CPU_SETSIZE as usize)
         // SAFETY: `i` is below CPU_SETSIZE, the set's capacity.
@@ -173,12 +181,22 @@ impl ShardPlan {
     }
 
     fn from_parts(allowed: &[usize], quota: Option<f64>, concurrency: Option<usize>) -> ShardPlan {
-        let allowed: Vec<usize> = if allowed.is_empty() { vec![0] } else { allowed.to_vec() };
-        let by_quota = quota.map(|q| (q.ceil() as usize).max(1)).unwrap_or(usize::MAX);
-        let n = concurrency.unwrap_or_else(|| allowed.len().min(by_quota)).max(1);
+        let allowed: Vec<usize> = if allowed.is_empty() {
+            vec![0]
+        } else {
+            allowed.to_vec()
+        };
+        let by_quota = quota
+            .map(|q| (q.ceil() as usize).max(1))
+            .unwrap_or(usize::MAX);
+        let n = concurrency
+            .unwrap_or_else(|| allowed.len().min(by_quota))
+            .max(1);
         // Pin only when every shard gets a CPU of its own.
         let pin = n <= allowed.len();
-        ShardPlan { cpus: (0..n).map(|i| pin.then(|| allowed[i])).collect() }
+        ShardPlan {
+            cpus: (0..n).map(|i| pin.then(|| allowed[i])).collect(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -207,7 +225,12 @@ fn pin_current_thread(cpu: usize) -> io::Result<()> {
 /// `driver`, and run `main(driver)` to completion. If the io_uring runtime
 /// cannot be built on this thread (e.g. memlock exhausted by earlier rings),
 /// the shard falls back to epoll and says so; `main` learns the driver it got.
-pub fn spawn_shard<F, Fut>(index: usize, cpu: Option<usize>, driver: Driver, main: F) -> Result<thread::JoinHandle<()>, RuntimeError>
+pub fn spawn_shard<F, Fut>(
+    index: usize,
+    cpu: Option<usize>,
+    driver: Driver,
+    main: F,
+) -> Result<thread::JoinHandle<()>, RuntimeError>
 where
     F: FnOnce(Driver) -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
@@ -302,7 +325,9 @@ mod tests {
     fn both_drivers_serve_reuseport_listeners() {
         for driver in [Driver::IoUring, Driver::Epoll] {
             if driver == Driver::IoUring {
-                probe_uring().expect("io_uring must be available on the test machine (kernel 6.x, no seccomp)");
+                probe_uring().expect(
+                    "io_uring must be available on the test machine (kernel 6.x, no seccomp)",
+                );
             }
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = probe.local_addr().unwrap();
@@ -327,7 +352,8 @@ mod tests {
             let mut got = Vec::new();
             for _ in 0..50 {
                 let mut c = std::net::TcpStream::connect(addr).unwrap();
-                c.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+                c.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                    .unwrap();
                 c.write_all(b"ping").unwrap();
                 let mut buf = [0u8; 4];
                 if c.read_exact(&mut buf).is_ok() {
