@@ -14,8 +14,8 @@ use ringmesh_route::{PathMatch, Route, RouteAction, RouteTable, VirtualHost};
 use crate::{
     fnv1a64,
     model::{ClusterSpec, ListenerProtocol, ProxyConfig, RouteConfigSpec},
-    parse_duration, Cluster, ConfigError, Endpoint, LbPolicy, Listener, ListenerKind, ProxyLimits,
-    Snapshot,
+    parse_duration, Cluster, ClusterKind, ConfigError, Endpoint, LbPolicy, Listener, ListenerKind,
+    ProxyLimits, Snapshot,
 };
 
 /// Route `timeout` when none is configured (Envoy's default).
@@ -166,6 +166,15 @@ fn compile_clusters(specs: &[ClusterSpec], errs: &mut Errors) -> (Vec<Arc<Cluste
             );
         }
 
+        let kind = match spec.cluster_type {
+            crate::model::ClusterTypeSpec::Static => ClusterKind::Static,
+            crate::model::ClusterTypeSpec::OriginalDst => {
+                if !spec.endpoints.is_empty() {
+                    errs.add(at("endpoints"), "an original_dst cluster takes its endpoint from each connection; remove the endpoints");
+                }
+                ClusterKind::OriginalDst
+            }
+        };
         clusters.push(Arc::new(Cluster {
             id: fnv1a64(spec.name.as_bytes()),
             name,
@@ -173,6 +182,7 @@ fn compile_clusters(specs: &[ClusterSpec], errs: &mut Errors) -> (Vec<Arc<Cluste
             lb_policy: match spec.lb_policy {
                 crate::model::LbPolicySpec::RoundRobin => LbPolicy::RoundRobin,
             },
+            kind,
             endpoints: endpoints.into(),
         }));
     }
@@ -409,6 +419,7 @@ fn compile_listeners(
             listeners.push(Listener {
                 name: l.name.as_str().into(),
                 address,
+                original_dst: l.original_dst,
                 kind,
             });
         }

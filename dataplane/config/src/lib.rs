@@ -19,7 +19,9 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use duration::{format_duration, parse_duration};
-pub use snapshot::{Cluster, Endpoint, LbPolicy, Listener, ListenerKind, ProxyLimits, Snapshot};
+pub use snapshot::{
+    Cluster, ClusterKind, Endpoint, LbPolicy, Listener, ListenerKind, ProxyLimits, Snapshot,
+};
 
 /// One reason a configuration was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]

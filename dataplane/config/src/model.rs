@@ -86,6 +86,11 @@ pub struct ListenerSpec {
     /// Required for `tcp`, forbidden for `http`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// Recover each connection's original destination (`SO_ORIGINAL_DST`,
+    /// set by an iptables REDIRECT) so `original_dst` clusters can forward
+    /// to it. Envoy's `use_original_dst`. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original_dst: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +146,10 @@ pub enum LbPolicySpec {
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     pub name: String,
+    /// `static` (the listed endpoints) or `original_dst` (the connection's
+    /// original destination; no endpoints). Default `static`.
+    #[serde(default, rename = "type")]
+    pub cluster_type: ClusterTypeSpec,
     /// Duration string; default 1s (Envoy's default is 5s; a sidecar on a
     /// local network should fail over faster).
     #[serde(
@@ -153,6 +162,14 @@ pub struct ClusterSpec {
     pub lb_policy: LbPolicySpec,
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterTypeSpec {
+    #[default]
+    Static,
+    OriginalDst,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -45,6 +45,8 @@ fn duration_str<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 pub struct Listener {
     pub name: Arc<str>,
     pub address: SocketAddr,
+    /// Recover the original destination of each connection.
+    pub original_dst: bool,
     #[serde(flatten)]
     pub kind: ListenerKind,
 }
@@ -77,7 +79,19 @@ pub struct Cluster {
     #[serde(serialize_with = "duration_str")]
     pub connect_timeout: Duration,
     pub lb_policy: LbPolicy,
+    pub kind: ClusterKind,
     pub endpoints: Arc<[Endpoint]>,
+}
+
+/// Where a cluster's endpoints come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterKind {
+    /// The configured endpoints.
+    Static,
+    /// The downstream connection's original destination (requires a
+    /// listener with `original_dst: true`); Envoy's ORIGINAL_DST cluster.
+    OriginalDst,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -238,7 +238,7 @@ listeners:
     assert_eq!(
         load_errors(text),
         ["proxy.yaml:5:5: listeners[0].route_cofig: unknown field `route_cofig`, expected one of `name`, \
-          `address`, `protocol`, `route_config`, `cluster`"]
+          `address`, `protocol`, `route_config`, `cluster`, `original_dst`"]
     );
     assert_eq!(
         load_errors("admin: { address: 127.0.0.1:1 }\nlistener: []\n"),
@@ -835,5 +835,35 @@ fn big_realistic_config() {
                 line_of("address: 10.3.0.2")
             ),
         ]
+    );
+}
+
+#[test]
+fn original_dst_listeners_and_clusters() {
+    let text = "\
+listeners:
+  - name: outbound
+    address: 127.0.0.1:15001
+    protocol: tcp
+    cluster: passthrough
+    original_dst: true
+clusters:
+  - name: passthrough
+    type: original_dst
+";
+    let snap = load_str(text, None).unwrap();
+    assert!(snap.listeners[0].original_dst);
+    assert_eq!(snap.clusters[0].kind, crate::ClusterKind::OriginalDst);
+    assert!(snap.clusters[0].endpoints.is_empty());
+
+    let bad = "\
+clusters:
+  - name: passthrough
+    type: original_dst
+    endpoints: [{ address: 127.0.0.1:1 }]
+";
+    assert_eq!(
+        compile_errors(bad),
+        ["clusters[0].endpoints: an original_dst cluster takes its endpoint from each connection; remove the endpoints"]
     );
 }

@@ -211,6 +211,7 @@ async fn forward_body(
 struct Conn {
     down: TcpStream,
     peer: SocketAddr,
+    orig_dst: Option<SocketAddr>,
     /// Downstream bytes received and not yet consumed.
     rbuf: Vec<u8>,
     /// Upstream bytes received.
@@ -227,11 +228,12 @@ pub async fn serve(
     listener: Arc<str>,
     ls: Rc<ListenerStats>,
     down: TcpStream,
-    peer: SocketAddr,
+    conn: crate::ConnInfo,
 ) {
     let mut c = Conn {
         down,
-        peer,
+        peer: conn.peer,
+        orig_dst: conn.orig_dst,
         rbuf: Vec::with_capacity(INITIAL_BUF),
         ubuf: Vec::with_capacity(INITIAL_BUF),
         wbuf: Vec::with_capacity(1024),
@@ -569,14 +571,31 @@ impl Conn {
         let acquired = match deadline {
             Some(d) => match monoio::time::timeout_at(
                 d,
-                acquire(&ctx.pools, cluster, ccells, limits.idle_timeout, verify),
+                acquire(
+                    &ctx.pools,
+                    cluster,
+                    ccells,
+                    limits.idle_timeout,
+                    verify,
+                    self.orig_dst,
+                ),
             )
             .await
             {
                 Ok(r) => r,
                 Err(_) => return Attempt::Reply(504, "upstream request timeout", Next::KeepAlive),
             },
-            None => acquire(&ctx.pools, cluster, ccells, limits.idle_timeout, verify).await,
+            None => {
+                acquire(
+                    &ctx.pools,
+                    cluster,
+                    ccells,
+                    limits.idle_timeout,
+                    verify,
+                    self.orig_dst,
+                )
+                .await
+            }
         };
         let mut up = match acquired {
             Ok(u) => u,

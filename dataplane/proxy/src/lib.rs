@@ -25,6 +25,15 @@ use std::{path::PathBuf, rc::Rc};
 
 use ringmesh_runtime::{select_driver, spawn_shard, DriverChoice, ShardPlan};
 
+/// What a shard knows about a downstream connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    /// Where the client was going before an iptables REDIRECT brought the
+    /// connection here (listeners with `original_dst: true`).
+    pub orig_dst: Option<std::net::SocketAddr>,
+}
+
 /// Command-line options of `ringmesh-proxy`.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -117,6 +117,7 @@ impl ShardCtx {
 struct Running {
     address: SocketAddr,
     http: bool,
+    original_dst: bool,
     stop: Signal,
 }
 
@@ -178,6 +179,7 @@ fn sync_listeners(
         let keep = snap.listeners.iter().any(|l| {
             l.name == *name
                 && l.address == r.address
+                && l.original_dst == r.original_dst
                 && matches!(l.kind, ListenerKind::Http { .. }) == r.http
         });
         if !keep {
@@ -201,6 +203,7 @@ fn sync_listeners(
                     Running {
                         address: l.address,
                         http,
+                        original_dst: l.original_dst,
                         stop: stop.clone(),
                     },
                 );
@@ -211,6 +214,7 @@ fn sync_listeners(
                     listener,
                     stop,
                     http,
+                    l.original_dst,
                 ));
             }
             Err(e) => {
@@ -235,12 +239,24 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// The pre-REDIRECT destination of `s`, unless it is our own address (not
+/// redirected: forwarding there would loop back to this listener).
+fn redirected_destination(s: &monoio::net::TcpStream) -> Option<SocketAddr> {
+    use std::os::fd::AsRawFd;
+    let local = s.local_addr().ok()?;
+    match ringmesh_runtime::original_dst(s.as_raw_fd(), local.is_ipv6()) {
+        Ok(orig) if orig != local => Some(orig),
+        _ => None,
+    }
+}
+
 async fn accept_loop(
     ctx: Rc<ShardCtx>,
     name: Arc<str>,
     listener: monoio::net::TcpListener,
     stop: Signal,
     http: bool,
+    original_dst: bool,
 ) {
     let ls = ctx.stats.listener(&name);
     let mut last_error: Option<std::io::ErrorKind> = None;
@@ -260,16 +276,22 @@ async fn accept_loop(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
+                let orig_dst = if original_dst {
+                    redirected_destination(&stream)
+                } else {
+                    None
+                };
                 ctx.active.set(ctx.active.get() + 1);
                 ls.cells.cx_total.inc();
                 ls.cells.cx_active.inc();
                 let guard = ActiveGuard(ctx.clone(), ls.clone());
                 let (c, n, l) = (ctx.clone(), name.clone(), ls.clone());
                 monoio::spawn(async move {
+                    let conn = crate::ConnInfo { peer, orig_dst };
                     if http {
-                        crate::http::serve(c, n, l, stream, peer).await;
+                        crate::http::serve(c, n, l, stream, conn).await;
                     } else {
-                        crate::tcp::serve(c, n, l, stream, peer).await;
+                        crate::tcp::serve(c, n, l, stream, conn).await;
                     }
                     drop(guard);
                 });

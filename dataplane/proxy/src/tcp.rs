@@ -1,6 +1,6 @@
 //! L4 proxying: bytes both ways with half-close, spliced in the kernel.
 
-use std::{net::SocketAddr, rc::Rc, sync::Arc};
+use std::{rc::Rc, sync::Arc};
 
 use monoio::{
     io::{zero_copy, AsyncWriteRent, Splitable},
@@ -15,8 +15,9 @@ pub async fn serve(
     listener: Arc<str>,
     ls: Rc<ListenerStats>,
     down: TcpStream,
-    peer: SocketAddr,
+    conn: crate::ConnInfo,
 ) {
+    let peer = conn.peer;
     let snap = ctx.snapshot();
     let cluster = match snap
         .listeners
@@ -29,7 +30,7 @@ pub async fn serve(
     };
     drop(snap);
     let cells = ctx.stats.cluster(cluster.id, &cluster.name);
-    let up = match acquire_fresh(&ctx.pools, &cluster, &cells).await {
+    let up = match acquire_fresh(&ctx.pools, &cluster, &cells, conn.orig_dst).await {
         Ok(u) => u,
         Err(e) => {
             tracing::debug!(%peer, cluster = %cluster.name, error = %e, "tcp: no upstream connection");

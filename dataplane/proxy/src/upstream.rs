@@ -16,7 +16,7 @@ use std::{
 };
 
 use monoio::net::TcpStream;
-use ringmesh_config::Cluster;
+use ringmesh_config::{Cluster, ClusterKind};
 
 use crate::stats::ClusterCells;
 
@@ -70,8 +70,12 @@ pub enum ConnectError {
 }
 
 impl Pools {
-    /// Next endpoint by (weighted) round robin for this shard.
-    pub fn pick(&self, cluster: &Cluster) -> Option<SocketAddr> {
+    /// Next endpoint by (weighted) round robin for this shard; for an
+    /// `original_dst` cluster, the connection's original destination.
+    pub fn pick(&self, cluster: &Cluster, orig_dst: Option<SocketAddr>) -> Option<SocketAddr> {
+        if cluster.kind == ClusterKind::OriginalDst {
+            return orig_dst;
+        }
         let eps = &cluster.endpoints;
         if eps.is_empty() {
             return None;
@@ -198,11 +202,12 @@ pub async fn acquire(
     cells: &Arc<ClusterCells>,
     idle_timeout: Duration,
     verify: bool,
+    orig_dst: Option<SocketAddr>,
 ) -> Result<Upstream, ConnectError> {
     let attempts = cluster.endpoints.len().clamp(1, 3);
     let mut last = ConnectError::NoEndpoints;
     for _ in 0..attempts {
-        let Some(addr) = pools.pick(cluster) else {
+        let Some(addr) = pools.pick(cluster, orig_dst) else {
             return Err(ConnectError::NoEndpoints);
         };
         if let Some(c) = pools.checkout(addr, idle_timeout, verify) {
@@ -226,11 +231,12 @@ pub async fn acquire_fresh(
     pools: &Pools,
     cluster: &Cluster,
     cells: &Arc<ClusterCells>,
+    orig_dst: Option<SocketAddr>,
 ) -> Result<Upstream, ConnectError> {
     let attempts = cluster.endpoints.len().clamp(1, 3);
     let mut last = ConnectError::NoEndpoints;
     for _ in 0..attempts {
-        let Some(addr) = pools.pick(cluster) else {
+        let Some(addr) = pools.pick(cluster, orig_dst) else {
             return Err(ConnectError::NoEndpoints);
         };
         match connect(addr, cluster.connect_timeout, cells).await {
