@@ -438,6 +438,16 @@ impl Backend {
         fs::read(path).unwrap_or_default()
     }
 
+    /// Empty the record file (the backend appends with O_APPEND, so later
+    /// writes land at the new end).
+    pub fn clear_record(&self) {
+        let path = self
+            .record
+            .as_ref()
+            .expect("clear_record() needs Backend::start_recording");
+        fs::write(path, b"").expect("truncate the record file");
+    }
+
     /// `/_testbed/stats` asked directly (not through the proxy):
     /// `connections`, `active`, `requests`; the stats request itself counts.
     pub fn stats(&self) -> Value {

@@ -18,6 +18,7 @@ use serde_json::json;
 
 const S400: &str = "HTTP/1.1 400 Bad Request";
 const S408: &str = "HTTP/1.1 408 Request Timeout";
+const S413: &str = "HTTP/1.1 413 Content Too Large";
 const S414: &str = "HTTP/1.1 414 URI Too Long";
 const S431: &str = "HTTP/1.1 431 Request Header Fields Too Large";
 const S501: &str = "HTTP/1.1 501 Not Implemented";
@@ -407,7 +408,37 @@ fn local_replies_are_counted(driver: Driver) {
     proxy.wait_metric("ringmesh_http_local_replies_total", &[("code", "414")], 1.0);
 }
 
+/// `max_request_body_bytes`: a Content-Length over the limit, and a chunked
+/// body that grows past it in the first packet, are answered 413 before
+/// anything is forwarded; a body within the limit passes.
+fn body_limit(driver: Driver) {
+    let backend = Backend::start_recording("m");
+    let mut cfg = simple_http_config(&[backend.addr()]);
+    cfg["limits"] = json!({ "max_request_body_bytes": 16 });
+    let mut proxy = Proxy::start(driver, cfg);
+    let cases: [&[u8]; 2] = [
+        b"POST /MARK HTTP/1.1\r\nHost: svc\r\nContent-Length: 17\r\n\r\n01234567890123456",
+        b"POST /MARK HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nX\r\n0\r\n\r\n",
+    ];
+    for req in cases {
+        let mut c = Client::connect(proxy.addr("http"));
+        let r = send_and_read(&mut c, req);
+        assert_eq!(r.status_line, S413, "for {}", show(req));
+        assert!(r.has_connection_close(), "413 must close: {}", show(req));
+        assert_backend_untouched_and_proxy_serving(&backend, &mut proxy, req);
+        backend.clear_record();
+    }
+    // Exactly at the limit is fine.
+    let mut c = Client::connect(proxy.addr("http"));
+    let r = send_and_read(
+        &mut c,
+        b"POST /sink HTTP/1.1\r\nHost: svc\r\nContent-Length: 16\r\n\r\n0123456789abcdef",
+    );
+    assert_eq!(r.status, 200, "{}", r.status_line);
+}
+
 on_both_drivers!(
+    body_limit,
     request_header_timeout,
     request_header_timeout_is_not_reset_by_trickle,
     idle_connection_closed_silently,

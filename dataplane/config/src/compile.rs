@@ -506,6 +506,7 @@ fn compile_limits(cfg: &ProxyConfig, errs: &mut Errors) -> ProxyLimits {
         // 0s: close connections at once when draining.
         drain_timeout: duration("drain_timeout", &spec.drain_timeout, true, d.drain_timeout),
         max_connections_per_shard,
+        max_request_body: spec.max_request_body_bytes,
     }
 }
 

@@ -37,6 +37,7 @@
 //!   idle_timeout: 60s
 //!   drain_timeout: 5s
 //!   max_connections_per_shard: 16384
+//!   max_request_body_bytes: 1048576   # no limit unless set
 //! ```
 //!
 //! Implementation note: field names above are the contract other crates and
@@ -214,4 +215,9 @@ pub struct LimitsSpec {
     pub drain_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_shard: Option<u32>,
+    /// Largest request body accepted (bytes); larger ones get 413. Bodies
+    /// are streamed, so the default is no limit (as Envoy's HTTP connection
+    /// manager when it does not buffer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body_bytes: Option<u64>,
 }

@@ -101,6 +101,8 @@ pub struct ProxyLimits {
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
     pub max_connections_per_shard: usize,
+    /// `None`: no limit (bodies are streamed).
+    pub max_request_body: Option<u64>,
 }
 
 impl Default for ProxyLimits {
@@ -111,6 +113,7 @@ impl Default for ProxyLimits {
             idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(5),
             max_connections_per_shard: 16384,
+            max_request_body: None,
         }
     }
 }
@@ -118,7 +121,7 @@ impl Default for ProxyLimits {
 impl Serialize for ProxyLimits {
     /// The `limits:` section of the file, every value filled in.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("ProxyLimits", 7)?;
+        let mut st = s.serialize_struct("ProxyLimits", 8)?;
         st.serialize_field(
             "max_request_headers_kb",
             &(self.http1.max_head_bytes / 1024),
@@ -132,6 +135,9 @@ impl Serialize for ProxyLimits {
         st.serialize_field("idle_timeout", &crate::format_duration(self.idle_timeout))?;
         st.serialize_field("drain_timeout", &crate::format_duration(self.drain_timeout))?;
         st.serialize_field("max_connections_per_shard", &self.max_connections_per_shard)?;
+        if let Some(b) = self.max_request_body {
+            st.serialize_field("max_request_body_bytes", &b)?;
+        }
         st.end()
     }
 }

@@ -73,7 +73,21 @@ impl Body {
     }
 
     fn is_done(&self) -> bool {
-        matches!(self, Body::Done)
+        match self {
+            Body::Done => true,
+            // Chunked bodies keep their decoder when done, for `data_bytes`.
+            Body::Chunked(d) | Body::Dechunk(d) => d.is_done(),
+            Body::Length(_) | Body::UntilClose => false,
+        }
+    }
+
+    /// Chunk data seen so far (0 for other framings, whose size is known
+    /// from the head).
+    fn chunked_data(&self) -> u64 {
+        match self {
+            Body::Chunked(d) | Body::Dechunk(d) => d.data_bytes(),
+            _ => 0,
+        }
     }
 
     /// How many leading bytes of `avail` belong to the body; updates the
@@ -89,13 +103,7 @@ impl Body {
                 }
                 Ok(n as usize)
             }
-            Body::Chunked(d) => {
-                let n = d.scan(avail)?;
-                if d.is_done() {
-                    *self = Body::Done;
-                }
-                Ok(n)
-            }
+            Body::Chunked(d) => d.scan(avail),
             Body::Dechunk(_) => unreachable!("Body::Dechunk goes through take_in_place"),
             Body::UntilClose => Ok(avail.len()),
         }
@@ -120,9 +128,6 @@ impl Body {
             buf.copy_within(r, out);
             out += len;
         }
-        if d.is_done() {
-            *self = Body::Done;
-        }
         Ok((n, out))
     }
 }
@@ -136,6 +141,8 @@ enum BodyError {
     Dst(io::Error),
     Framing(ringmesh_http1::ChunkError),
     Idle,
+    /// A chunked request body grew past `max_request_body_bytes`.
+    TooLarge,
 }
 
 /// Read, appending to `buf`, growing it when full.
@@ -165,6 +172,7 @@ async fn forward_body(
     idle: Duration,
     src_bytes: &Counter,
     dst_bytes: &Counter,
+    limit: Option<u64>,
 ) -> (Result<(), BodyError>, Vec<u8>) {
     if buf.capacity() < BODY_BUF {
         buf.reserve(BODY_BUF);
@@ -194,6 +202,9 @@ async fn forward_body(
             Ok(x) => x,
             Err(e) => return (Err(BodyError::Framing(e)), buf),
         };
+        if limit.is_some_and(|l| body.chunked_data() > l) {
+            return (Err(BodyError::TooLarge), buf);
+        }
         let (r, b) = write_range(dst, buf, out).await;
         buf = b;
         if let Err(e) = r {
@@ -386,6 +397,14 @@ impl Conn {
         );
         let head_len = head.head_len;
         let mut body = Body::new(head.framing);
+        let too_large = |n: u64| limits.max_request_body.is_some_and(|l| n > l);
+        if let BodyFraming::ContentLength(n) = head.framing {
+            if too_large(n) {
+                return self
+                    .local_reply(ctx, ls, start, 413, "request body too large", Next::Linger)
+                    .await;
+            }
+        }
         let taken = match body.take(&self.rbuf[head_len..]) {
             Ok(n) => n,
             Err(e) => {
@@ -394,6 +413,11 @@ impl Conn {
                     .await
             }
         };
+        if too_large(body.chunked_data()) {
+            return self
+                .local_reply(ctx, ls, start, 413, "request body too large", Next::Linger)
+                .await;
+        }
         self.wbuf
             .extend_from_slice(&self.rbuf[head_len..head_len + taken]);
         self.rbuf.drain(..head_len + taken);
@@ -518,6 +542,7 @@ impl Conn {
                 limits.idle_timeout,
                 &Counter::default(),
                 &ls.cells.tx_bytes,
+                None,
             )
             .await;
             self.ubuf = b;
@@ -637,6 +662,7 @@ impl Conn {
                 limits.idle_timeout,
                 &ls.cells.rx_bytes,
                 &Counter::default(),
+                limits.max_request_body,
             )
             .await;
             self.rbuf = b;
@@ -647,6 +673,9 @@ impl Conn {
                 }
                 Err(BodyError::Idle) => {
                     return Attempt::Reply(408, "request body timeout", Next::Linger)
+                }
+                Err(BodyError::TooLarge) => {
+                    return Attempt::Reply(413, "request body too large", Next::Linger)
                 }
                 Err(BodyError::Src(_)) => return Attempt::Abort,
                 Err(BodyError::Dst(_)) => {
