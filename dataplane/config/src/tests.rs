@@ -264,7 +264,7 @@ route_configs:
         load_errors("limits:\n  idle: 1s\n"),
         ["proxy.yaml:2:3: limits.idle: unknown field `idle`, expected one of `max_request_headers_kb`, \
           `max_request_headers_count`, `max_uri_length`, `request_headers_timeout`, `idle_timeout`, \
-          `drain_timeout`, `max_connections_per_shard`"]
+          `drain_timeout`, `max_connections_per_shard`, `max_request_body_bytes`"]
     );
 }
 

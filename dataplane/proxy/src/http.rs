@@ -164,6 +164,7 @@ async fn write_range(s: &mut TcpStream, buf: Vec<u8>, end: usize) -> (io::Result
 /// Forward the rest of a body from `src` to `dst`. `buf` must be empty on
 /// entry; on success it holds any bytes read past the end of the body (the
 /// next pipelined message, for requests).
+#[allow(clippy::too_many_arguments)]
 async fn forward_body(
     src: &mut TcpStream,
     dst: &mut TcpStream,

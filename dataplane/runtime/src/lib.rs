@@ -301,7 +301,15 @@ pub fn original_dst(fd: std::os::fd::RawFd, ipv6: bool) -> io::Result<SocketAddr
         let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
         // SAFETY: pointer and length describe `addr`; `fd` is a socket the caller owns.
-        let rc = unsafe { libc::getsockopt(fd, libc::SOL_IPV6, SO_ORIGINAL_DST, (&mut addr as *mut libc::sockaddr_in6).cast(), &mut len) };
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_IPV6,
+                SO_ORIGINAL_DST,
+                (&mut addr as *mut libc::sockaddr_in6).cast(),
+                &mut len,
+            )
+        };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -312,7 +320,15 @@ pub fn original_dst(fd: std::os::fd::RawFd, ipv6: bool) -> io::Result<SocketAddr
         let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         // SAFETY: pointer and length describe `addr`; `fd` is a socket the caller owns.
-        let rc = unsafe { libc::getsockopt(fd, libc::SOL_IP, SO_ORIGINAL_DST, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len) };
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_IP,
+                SO_ORIGINAL_DST,
+                (&mut addr as *mut libc::sockaddr_in).cast(),
+                &mut len,
+            )
+        };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
