@@ -14,7 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
     step "installing test prerequisites"
     need=()
-    for pkg in curl nginx-light wrk iproute2 procps; do
+    for pkg in curl nginx-light wrk iproute2 procps iptables podman runc file; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ "${#need[@]}" -gt 0 ]; then

@@ -65,7 +65,9 @@ impl fmt::Display for Cidr {
 
 /// Why a network did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?} is not an IP network ({reason}); expected e.g. 10.0.0.0/8, 192.168.1.7 or fd00::/8")]
+#[error(
+    "{input:?} is not an IP network ({reason}); expected e.g. 10.0.0.0/8, 192.168.1.7 or fd00::/8"
+)]
 pub struct CidrError {
     pub input: String,
     pub reason: &'static str,

@@ -59,7 +59,8 @@ pub struct Config {
     pub inbound_port: u16,
     /// Destination ports of inbound TCP that are captured.
     pub include_inbound_ports: Selection<u16>,
-    /// With `include_inbound_ports: All`, these destination ports are not.
+    /// These destination ports are never captured, also when a list of
+    /// included ports names them (exclusion wins, as for outbound).
     pub exclude_inbound_ports: Vec<u16>,
     /// Outbound TCP to these destination ports is never captured.
     pub exclude_outbound_ports: Vec<u16>,
@@ -94,11 +95,6 @@ pub enum ConfigError {
     Cidr(#[from] CidrError),
     #[error("the outbound and inbound capture ports are both {0}: the proxy needs one of each")]
     SamePorts(u16),
-    #[error(
-        "inbound port {0} is both included and excluded; remove it from one of \
-         --include-inbound-ports / --exclude-inbound-ports"
-    )]
-    InboundPortConflict(u16),
 }
 
 impl Config {
@@ -106,11 +102,6 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.outbound_port == self.inbound_port {
             return Err(ConfigError::SamePorts(self.outbound_port));
-        }
-        if let Selection::Only(ports) = &self.include_inbound_ports {
-            if let Some(p) = ports.iter().find(|p| self.exclude_inbound_ports.contains(p)) {
-                return Err(ConfigError::InboundPortConflict(*p));
-            }
         }
         Ok(())
     }

@@ -304,7 +304,10 @@ fn inbound(cfg: &Config, r: &mut Vec<Rule>) {
             );
         }
         Selection::Only(ports) => {
-            for &p in ports {
+            for &p in ports
+                .iter()
+                .filter(|p| !cfg.exclude_inbound_ports.contains(p))
+            {
                 r.push(
                     Rule::new(
                         Chain::Inbound,
@@ -373,6 +376,11 @@ fn outbound(cfg: &Config, family: Family, r: &mut Vec<Rule>) {
                 id: cfg.proxy_uid,
                 negated: true,
             },
+            [
+                "the proxy (by UID) calling the pod's own IP over lo: through the inbound listener",
+                "anything else on lo not of the proxy's UID (the app talking to itself): not captured",
+                "the proxy's own connections (by UID): never captured",
+            ],
         ),
         (
             Owner::Gid {
@@ -383,47 +391,40 @@ fn outbound(cfg: &Config, family: Family, r: &mut Vec<Rule>) {
                 id: cfg.proxy_gid,
                 negated: true,
             },
+            [
+                "the same by GID: the proxy's group calling the pod's own IP over lo: inbound listener",
+                "anything else on lo not of the proxy's GID: not captured",
+                "the proxy's own connections (by GID): never captured",
+            ],
         ),
     ];
-    for (is_proxy, not_proxy) in owners {
+    for (is_proxy, not_proxy, [to_inbound, app_lo, own]) in owners {
         r.push(
-            Rule::new(
-                out,
-                Target::Jump(Chain::InRedirect),
-                "the proxy calling the pod's own IP over lo: through the inbound listener",
-            )
-            .not_to(lo)
-            .out_lo()
-            .owner(is_proxy),
+            Rule::new(out, Target::Jump(Chain::InRedirect), to_inbound)
+                .not_to(lo)
+                .out_lo()
+                .owner(is_proxy),
         );
         r.push(
-            Rule::new(
-                out,
-                Target::Return,
-                "the app talking to itself over lo (localhost or its own pod IP): not captured",
-            )
-            .out_lo()
-            .owner(not_proxy),
+            Rule::new(out, Target::Return, app_lo)
+                .out_lo()
+                .owner(not_proxy),
         );
-        r.push(
-            Rule::new(
-                out,
-                Target::Return,
-                "the proxy's own upstream connections: never captured",
-            )
-            .owner(is_proxy),
-        );
+        r.push(Rule::new(out, Target::Return, own).owner(is_proxy));
     }
-    r.push(
-        Rule::new(out, Target::Return, "localhost is never captured").to(lo),
-    );
+    r.push(Rule::new(out, Target::Return, "localhost is never captured").to(lo));
     for c in cfg
         .exclude_outbound_cidrs
         .iter()
         .filter(|c| family.contains(c))
     {
         r.push(
-            Rule::new(out, Target::Return, "excluded outbound network: not captured").to(*c),
+            Rule::new(
+                out,
+                Target::Return,
+                "excluded outbound network: not captured",
+            )
+            .to(*c),
         );
     }
     match &cfg.include_outbound_cidrs {

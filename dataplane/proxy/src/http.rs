@@ -224,6 +224,8 @@ struct Conn {
     down: TcpStream,
     peer: SocketAddr,
     orig_dst: Option<SocketAddr>,
+    /// The current request is HTTP/1.0 (no chunked, no interim responses).
+    http10: bool,
     /// Downstream bytes received and not yet consumed.
     rbuf: Vec<u8>,
     /// Upstream bytes received.
@@ -246,6 +248,7 @@ pub async fn serve(
         down,
         peer: conn.peer,
         orig_dst: conn.orig_dst,
+        http10: false,
         rbuf: Vec::with_capacity(INITIAL_BUF),
         ubuf: Vec::with_capacity(INITIAL_BUF),
         wbuf: Vec::with_capacity(1024),
@@ -378,6 +381,7 @@ impl Conn {
         let method: Method = head.method;
         let client_close = head.close;
         let http10 = head.version == ringmesh_http1::Version::Http10;
+        self.http10 = http10;
         let expect_continue = head.expect_continue;
 
         // The upstream head, then whatever body bytes came with the head —
@@ -704,7 +708,8 @@ impl Conn {
                             );
                         }
                         if (100..200).contains(&s) {
-                            if s != 100 {
+                            // HTTP/1.0 clients cannot read interim responses.
+                            if s != 100 && !self.http10 {
                                 self.wbuf.clear();
                                 write_downstream_response(
                                     &self.ubuf,

@@ -242,9 +242,8 @@ impl Drop for ActiveGuard {
 /// The pre-REDIRECT destination of `s`, unless it is our own address (not
 /// redirected: forwarding there would loop back to this listener).
 fn redirected_destination(s: &monoio::net::TcpStream) -> Option<SocketAddr> {
-    use std::os::fd::AsRawFd;
     let local = s.local_addr().ok()?;
-    match ringmesh_runtime::original_dst(s.as_raw_fd(), local.is_ipv6()) {
+    match ringmesh_iptables::original_dst(s) {
         Ok(orig) if orig != local => Some(orig),
         _ => None,
     }

@@ -289,54 +289,6 @@ pub fn bind_reuseport_std(addr: SocketAddr, backlog: i32) -> io::Result<std::net
     Ok(socket.into())
 }
 
-/// The destination a connection had before an iptables `REDIRECT` sent it
-/// to us (`SO_ORIGINAL_DST`, and `IP6T_SO_ORIGINAL_DST` for IPv6). Fails
-/// (ENOENT) for connections that were not redirected.
-pub fn original_dst(fd: std::os::fd::RawFd, ipv6: bool) -> io::Result<SocketAddr> {
-    // Both option numbers are 80 (linux/netfilter_ipv4.h, netfilter_ipv6/ip6_tables.h).
-    const SO_ORIGINAL_DST: libc::c_int = 80;
-    if ipv6 {
-        // SAFETY: zeroed sockaddr_in6 is valid; getsockopt writes at most
-        // `len` bytes into it and updates `len`.
-        let mut addr: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-        // SAFETY: pointer and length describe `addr`; `fd` is a socket the caller owns.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_IPV6,
-                SO_ORIGINAL_DST,
-                (&mut addr as *mut libc::sockaddr_in6).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let ip = std::net::Ipv6Addr::from(addr.sin6_addr.s6_addr);
-        Ok(SocketAddr::new(ip.into(), u16::from_be(addr.sin6_port)))
-    } else {
-        // SAFETY: as above, for sockaddr_in.
-        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: pointer and length describe `addr`; `fd` is a socket the caller owns.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_IP,
-                SO_ORIGINAL_DST,
-                (&mut addr as *mut libc::sockaddr_in).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let ip = std::net::Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
-        Ok(SocketAddr::new(ip.into(), u16::from_be(addr.sin_port)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,20 +311,6 @@ mod tests {
         // More shards than CPUs: none pinned.
         let p = ShardPlan::from_parts(&[0], None, Some(3));
         assert_eq!(p.cpus, vec![None, None, None]);
-    }
-
-    #[test]
-    fn original_dst_fails_for_unredirected_connections() {
-        use std::os::fd::AsRawFd;
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        // Without a REDIRECT there is either no conntrack entry (ENOENT) or
-        // the original destination is simply our own address.
-        match original_dst(s.as_raw_fd(), false) {
-            Err(_) => {}
-            Ok(a) => assert_eq!(a, s.local_addr().unwrap()),
-        }
     }
 
     #[test]

@@ -339,3 +339,24 @@ fn smuggling_style_bodies() {
     assert_eq!(err(b"1\r\nA\r\n0\r\n\r\r\n"), ChunkError::BadTrailer);
     assert_eq!(err(b"1\r\nA\n0\r\n\r\n"), ChunkError::MissingCrlf);
 }
+
+#[test]
+fn scan_with_reports_data_ranges() {
+    let body = b"5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nT: v\r\n\r\nNEXT";
+    for split in 0..=body.len() {
+        let mut d = ChunkedDecoder::new();
+        let mut data = Vec::new();
+        let mut consumed = 0;
+        for piece in [&body[..split], &body[split..]] {
+            if d.is_done() {
+                break;
+            }
+            consumed += d
+                .scan_with(piece, |r| data.extend_from_slice(&piece[r]))
+                .expect("valid body");
+        }
+        assert_eq!(data, b"hello world", "split at {split}");
+        assert_eq!(consumed, body.len() - 4);
+        assert!(d.is_done());
+    }
+}
