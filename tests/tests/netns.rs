@@ -549,3 +549,95 @@ fn inbound_capture_and_loopback() {
         .ask(APP, "127.0.0.1:15020")
         .direct("pod-15020", "the app calling localhost is not captured");
 }
+
+/// The whole outbound path: `ringmesh-init` captures the app's connection,
+/// ringmesh-proxy (running as the proxy UID, so its own upstream connection
+/// is not captured again) recovers the original destination with
+/// `SO_ORIGINAL_DST` and forwards to it through an `original_dst` cluster.
+/// The peer sees the connection come from the pod with no NAT of its own,
+/// and the proxy's metrics count it on the capture listener.
+#[test]
+fn proxy_forwards_captured_connections_to_their_original_destination() {
+    let t = topology("proxy");
+    let _peer = t.peer.listen("0.0.0.0:8080", "peer-8080");
+    t.pod.init(&[]);
+
+    // World-readable config for the proxy's UID.
+    let dir = std::env::temp_dir().join(format!("ringmesh-netns-proxy-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("create the config dir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod the config dir");
+    let config = dir.join("proxy.yaml");
+    fs::write(
+        &config,
+        "admin: { address: 127.0.0.1:15000 }\n\
+         listeners:\n\
+         \x20 - { name: outbound, address: 0.0.0.0:15001, protocol: tcp, cluster: passthrough, original_dst: true }\n\
+         clusters:\n\
+         \x20 - { name: passthrough, type: original_dst }\n",
+    )
+    .expect("write the proxy config");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod the config");
+
+    let proxy = t
+        .pod
+        .exec("setpriv")
+        .args([
+            &format!("--reuid={}", PROXY.0),
+            &format!("--regid={}", PROXY.1),
+            "--clear-groups",
+        ])
+        .arg(ringmesh_e2e::proxy_bin())
+        .args(["--concurrency", "1", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning ringmesh-proxy in the pod namespace");
+    let _proxy = Server { child: proxy };
+    let metrics = || {
+        let out = run(t
+            .pod
+            .exec("curl")
+            .args(["-fsS", "http://127.0.0.1:15000/stats/prometheus"]));
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        let out = run(t
+            .pod
+            .exec("curl")
+            .args(["-fsS", "http://127.0.0.1:15000/ready"]));
+        if out.status.success() {
+            ready = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ready, "the proxy in the pod namespace never became ready");
+
+    for i in 0..3 {
+        let a = t.pod.ask(APP, "10.99.0.2:8080");
+        // Answered by the real peer, reached from the pod's address with no
+        // NAT on the peer's side: the proxy connected to the original
+        // destination.
+        a.direct("peer-8080", &format!("captured connection {i} forwarded"));
+        assert!(
+            a.get("peer").starts_with("10.99.0.1:"),
+            "the peer should see the pod's address: {}",
+            a.line
+        );
+    }
+    let text = metrics().expect("proxy metrics");
+    assert!(
+        text.contains("ringmesh_downstream_cx_total{listener=\"outbound\"} 3\n"),
+        "the proxy did not count 3 captured connections:\n{text}"
+    );
+    assert!(
+        text.contains("ringmesh_upstream_cx_total{cluster=\"passthrough\"} 3\n"),
+        "the proxy did not open 3 upstream connections:\n{text}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
