@@ -176,41 +176,59 @@ pub fn testbed_bin() -> PathBuf {
     p
 }
 
+/// Build workspace targets into this test binary's profile directory (so
+/// they are never stale), e.g. `["-p", "ringmesh-proxy", "--bin",
+/// "ringmesh-proxy"]`; panics with cargo's output if the build fails.
+pub fn cargo_build(what: &[&str]) {
+    let dir = profile_dir();
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root()).arg("build").args(what);
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    if let Some(target) = dir.parent() {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running `cargo build {}`: {e}", what.join(" ")));
+    assert!(
+        out.status.success(),
+        "`cargo build {}` failed; the end-to-end tests need it:\n{}",
+        what.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A workspace binary for the tests: `$env_var` if set, else built once
+/// per test binary with [`cargo_build`].
+pub fn workspace_bin(env_var: &str, package: &str, bin: &str) -> PathBuf {
+    if let Some(p) = env::var_os(env_var) {
+        let p = PathBuf::from(p);
+        assert!(p.exists(), "{env_var}={} does not exist", p.display());
+        return p;
+    }
+    cargo_build(&["-p", package, "--bin", bin]);
+    let p = profile_dir().join(bin);
+    assert!(
+        p.exists(),
+        "{} missing after a successful build",
+        p.display()
+    );
+    p
+}
+
 /// The proxy under test; built once per test binary (see the crate docs).
 pub fn proxy_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = env::var_os("RINGMESH_PROXY_BIN") {
-            let p = PathBuf::from(p);
-            assert!(p.exists(), "RINGMESH_PROXY_BIN={} does not exist", p.display());
-            return p;
-        }
-        let dir = profile_dir();
-        let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        cmd.current_dir(workspace_root()).args(["build", "-p", "ringmesh-proxy", "--bin", "ringmesh-proxy"]);
-        match dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(other) => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        if let Some(target) = dir.parent() {
-            cmd.env("CARGO_TARGET_DIR", target);
-        }
-        let out = cmd.output().expect("running `cargo build -p ringmesh-proxy`");
-        assert!(
-            out.status.success(),
-            "`cargo build -p ringmesh-proxy` failed; the end-to-end tests need the proxy binary:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let p = dir.join("ringmesh-proxy");
-        assert!(p.exists(), "{} missing after a successful build", p.display());
-        p
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_bin("RINGMESH_PROXY_BIN", "ringmesh-proxy", "ringmesh-proxy"))
+        .clone()
 }
 
 // ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@
 //! binary so a stale build is never tested.
 
 use std::{
-    env,
     fs::File,
     io::{Read, Write},
     os::fd::{FromRawFd, OwnedFd},
@@ -19,57 +18,13 @@ use std::{
     sync::OnceLock,
 };
 
-use ringmesh_e2e::{profile_dir, workspace_root, TempDir};
+use ringmesh_e2e::{workspace_bin, workspace_root, TempDir};
 use serde_json::Value;
 
 fn ringmesh_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = env::var_os("RINGMESH_CLI_BIN") {
-            let p = PathBuf::from(p);
-            assert!(
-                p.exists(),
-                "RINGMESH_CLI_BIN={} does not exist",
-                p.display()
-            );
-            return p;
-        }
-        let dir = profile_dir();
-        let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        cmd.current_dir(workspace_root()).args([
-            "build",
-            "-p",
-            "ringmesh-cli",
-            "--bin",
-            "ringmesh",
-        ]);
-        match dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(other) => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        if let Some(target) = dir.parent() {
-            cmd.env("CARGO_TARGET_DIR", target);
-        }
-        let out = cmd.output().expect("running `cargo build -p ringmesh-cli`");
-        assert!(
-            out.status.success(),
-            "`cargo build -p ringmesh-cli` failed; these tests need the ringmesh binary:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let p = dir.join("ringmesh");
-        assert!(
-            p.exists(),
-            "{} missing after a successful build",
-            p.display()
-        );
-        p
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_bin("RINGMESH_CLI_BIN", "ringmesh-cli", "ringmesh"))
+        .clone()
 }
 
 /// `ringmesh ARGS` from the workspace root, stdout piped, no `NO_COLOR`.

@@ -30,7 +30,7 @@ use std::{
     time::Duration,
 };
 
-use ringmesh_e2e::{profile_dir, workspace_root};
+use ringmesh_e2e::profile_dir;
 
 const APP: (u32, u32) = (1000, 1000);
 const PROXY: (u32, u32) = (1337, 1337);
@@ -85,10 +85,7 @@ fn bins() -> &'static Bins {
     static BINS: OnceLock<Bins> = OnceLock::new();
     BINS.get_or_init(|| {
         require();
-        let dir = profile_dir();
-        let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        cmd.current_dir(workspace_root()).args([
-            "build",
+        ringmesh_e2e::cargo_build(&[
             "-p",
             "ringmesh-iptables",
             "--bin",
@@ -96,26 +93,7 @@ fn bins() -> &'static Bins {
             "--example",
             "original-dst-echo",
         ]);
-        match dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(other) => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        if let Some(target) = dir.parent() {
-            cmd.env("CARGO_TARGET_DIR", target);
-        }
-        let out = cmd
-            .output()
-            .expect("running cargo build -p ringmesh-iptables");
-        assert!(
-            out.status.success(),
-            "building ringmesh-init failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let dir = profile_dir();
         let bins = Bins {
             init: dir.join("ringmesh-init"),
             echo: dir.join("examples").join("original-dst-echo"),

@@ -598,34 +598,20 @@ impl Conn {
         // byte and send the request again (`Attempt::Stale`). One syscall
         // saved per request. Others are checked with a peek.
         let verify = !replayable;
+        let acquiring = acquire(
+            &ctx.pools,
+            cluster,
+            ccells,
+            limits.idle_timeout,
+            verify,
+            self.orig_dst,
+        );
         let acquired = match deadline {
-            Some(d) => match monoio::time::timeout_at(
-                d,
-                acquire(
-                    &ctx.pools,
-                    cluster,
-                    ccells,
-                    limits.idle_timeout,
-                    verify,
-                    self.orig_dst,
-                ),
-            )
-            .await
-            {
+            Some(d) => match monoio::time::timeout_at(d, acquiring).await {
                 Ok(r) => r,
                 Err(_) => return Attempt::Reply(504, "upstream request timeout", Next::KeepAlive),
             },
-            None => {
-                acquire(
-                    &ctx.pools,
-                    cluster,
-                    ccells,
-                    limits.idle_timeout,
-                    verify,
-                    self.orig_dst,
-                )
-                .await
-            }
+            None => acquiring.await,
         };
         let mut up = match acquired {
             Ok(u) => u,
