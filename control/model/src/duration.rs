@@ -104,11 +104,11 @@ impl fmt::Display for Duration {
             return f.write_str("0s");
         }
         for (unit, name) in [(3600 * S, "h"), (60 * S, "m"), (S, "s")] {
-            if nanos % unit == 0 {
+            if nanos.is_multiple_of(unit) {
                 return write!(f, "{}{name}", nanos / unit);
             }
         }
-        if nanos < S && nanos % MS == 0 {
+        if nanos < S && nanos.is_multiple_of(MS) {
             return write!(f, "{}ms", nanos / MS);
         }
         let frac = format!("{:09}", nanos % S);

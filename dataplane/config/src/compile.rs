@@ -73,6 +73,15 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
         &mut listener_errs,
     );
     let limits = compile_limits(cfg, &mut limit_errs);
+    let mut xds_errs = Errors::default();
+    if let Some(x) = &cfg.xds {
+        if let Err(reason) = parse_upstream_addr(&x.address) {
+            xds_errs.add("xds.address", reason);
+        }
+        if x.node_id.trim().is_empty() {
+            xds_errs.add("xds.node_id", "must not be empty");
+        }
+    }
 
     let errors: Vec<ConfigError> = [
         admin_errs,
@@ -80,6 +89,7 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
         route_errs,
         cluster_errs,
         limit_errs,
+        xds_errs,
     ]
     .into_iter()
     .flat_map(|e| e.0)

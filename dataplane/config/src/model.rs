@@ -59,6 +59,24 @@ pub struct ProxyConfig {
     pub clusters: Vec<ClusterSpec>,
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// The control plane to fetch listeners, routes, clusters and endpoints
+    /// from (Delta ADS). The file's own resources stay as static ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xds: Option<XdsSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdsSpec {
+    /// `IP:PORT` of the ADS server (plaintext gRPC for now).
+    pub address: String,
+    /// This proxy's node id (Envoy's `--service-node`), e.g.
+    /// `sidecar~10.0.0.5~reviews-v1.default~default.svc.cluster.local`.
+    pub node_id: String,
+    /// The node's cluster (Envoy's `--service-cluster`); the control plane
+    /// may scope configuration by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -243,7 +243,7 @@ listeners:
     assert_eq!(
         load_errors("admin: { address: 127.0.0.1:1 }\nlistener: []\n"),
         ["proxy.yaml:2:1: listener: unknown field `listener`, expected one of `admin`, `listeners`, \
-          `route_configs`, `clusters`, `limits`"]
+          `route_configs`, `clusters`, `limits`, `xds`"]
     );
     let text = "\
 route_configs:
@@ -866,4 +866,15 @@ clusters:
         compile_errors(bad),
         ["clusters[0].endpoints: an original_dst cluster takes its endpoint from each connection; remove the endpoints"]
     );
+}
+
+#[test]
+fn xds_section_is_validated() {
+    let ok = "xds: { address: 127.0.0.1:15010, node_id: sidecar~1 }\n";
+    let snap = load_str(ok, None).unwrap();
+    assert_eq!(snap.source.xds.as_ref().unwrap().node_id, "sidecar~1");
+    let errs = compile_errors("xds: { address: not-an-address, node_id: \" \" }\n");
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("xds.address: "), "{errs:?}");
+    assert_eq!(errs[1], "xds.node_id: must not be empty");
 }

@@ -52,6 +52,14 @@ pub fn run(shared: Arc<Shared>, config: PathBuf) -> i32 {
                 return 1;
             }
         };
+        let xds = shared.snapshot.load().source.xds.clone();
+        if let Some(x) = xds {
+            // The client runs for the life of the process; it keeps the last
+            // good configuration through control-plane outages.
+            shared.xds_synced.store(false, Ordering::Release);
+            let base = (*shared.snapshot.load().source).clone();
+            tokio::spawn(run_xds(shared.clone(), x, base));
+        }
         let mut watcher = Watcher::new(config, &shared);
         let mut tick = tokio::time::interval(WATCH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -101,6 +109,50 @@ async fn drain(shared: &Shared) {
     }
 }
 
+/// Fetch configuration from the control plane (Delta ADS): every update is
+/// the bootstrap file's own resources plus the control plane's, compiled by
+/// the same `ringmesh_config::compile` as the file; what does not compile
+/// is NACKed with the reasons and the last good snapshot keeps serving.
+async fn run_xds(
+    shared: Arc<Shared>,
+    spec: ringmesh_config::model::XdsSpec,
+    base: ringmesh_config::model::ProxyConfig,
+) {
+    let endpoint = format!("http://{}", spec.address);
+    let node = ringmesh_xds_client::NodeIdentity {
+        id: spec.node_id.clone(),
+        cluster: spec.node_cluster.clone().unwrap_or_default(),
+        metadata: Default::default(),
+    };
+    tracing::info!(control_plane = %endpoint, node = %spec.node_id, "fetching configuration over Delta ADS");
+    let on_update = move |cfg: ringmesh_config::model::ProxyConfig, version: u64| {
+        match ringmesh_config::compile(&cfg, version) {
+            Ok(snap) => {
+                tracing::info!(
+                    version = format!("{version:016x}"),
+                    listeners = snap.listeners.len(),
+                    clusters = snap.clusters.len(),
+                    "configuration from the control plane applied"
+                );
+                shared.snapshot.store(Arc::new(snap));
+                shared.stats.xds_accepted.inc();
+                shared.xds_synced.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(errors) => {
+                shared.stats.xds_rejected.inc();
+                let reasons: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                for r in &reasons {
+                    tracing::error!("rejected configuration from the control plane: {r}");
+                }
+                Err(reasons)
+            }
+        }
+    };
+    let never = ringmesh_xds_client::run(endpoint, node, base, on_update).await;
+    match never {}
+}
+
 /// Reloads the configuration when the file's contents change (or on SIGHUP).
 struct Watcher {
     path: PathBuf,
@@ -148,6 +200,13 @@ impl Watcher {
                 return;
             }
         };
+        if shared.snapshot.load().source.xds.is_some() {
+            tracing::warn!(
+                file = %self.path.display(),
+                "the bootstrap file changed, but this proxy takes its configuration from the control plane; restart it to apply bootstrap changes"
+            );
+            return;
+        }
         let compiled = ringmesh_config::load_str(text, Some(&self.path));
         match compiled {
             Ok(snap) => {

@@ -145,7 +145,8 @@ pub async fn run(ctx: Rc<ShardCtx>, driver: Driver) {
             let changed = current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &snap));
             if changed || !all_bound {
                 all_bound = sync_listeners(&ctx, &snap, &mut running, &mut bind_errors);
-                ctx.shared.shard_ready[ctx.id].store(all_bound, Ordering::Release);
+                let bound = if all_bound { snap.version } else { u64::MAX };
+                ctx.shared.shard_ready[ctx.id].store(bound, Ordering::Release);
                 current = Some(snap);
             }
         }

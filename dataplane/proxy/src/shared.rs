@@ -3,7 +3,7 @@
 //! is taken on the request path.
 
 use std::sync::{
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
     Arc,
 };
 
@@ -21,11 +21,16 @@ pub struct Shared {
     /// connections after their current exchange.
     pub draining: AtomicBool,
     pub shards: usize,
-    /// Per shard: all listeners of the current snapshot are bound.
-    pub shard_ready: Vec<AtomicBool>,
+    /// Per shard: the version of the last snapshot whose listeners it has
+    /// all bound (`u64::MAX`: none yet). Ready means every shard has caught
+    /// up with the live snapshot, not merely with some earlier one.
+    pub shard_ready: Vec<AtomicU64>,
     /// Driver per shard (index = shard), set when the shard starts.
     pub drivers: Vec<std::sync::OnceLock<Driver>>,
     pub stats: Stats,
+    /// Cleared while a configured control plane has not delivered a first
+    /// configuration: the proxy is not ready until it has.
+    pub xds_synced: AtomicBool,
 }
 
 impl Shared {
@@ -34,9 +39,10 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             draining: AtomicBool::new(false),
             shards,
-            shard_ready: (0..shards).map(|_| AtomicBool::new(false)).collect(),
+            shard_ready: (0..shards).map(|_| AtomicU64::new(u64::MAX)).collect(),
             drivers: (0..shards).map(|_| std::sync::OnceLock::new()).collect(),
             stats: Stats::default(),
+            xds_synced: AtomicBool::new(true),
         })
     }
 
@@ -45,6 +51,11 @@ impl Shared {
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.shard_ready.iter().all(|r| r.load(Ordering::Acquire))
+        !self.is_draining() && self.xds_synced.load(Ordering::Acquire) && {
+            let live = self.snapshot.load().version;
+            self.shard_ready
+                .iter()
+                .all(|r| r.load(Ordering::Acquire) == live)
+        }
     }
 }

@@ -49,6 +49,8 @@ pub struct Stats {
     pub shards: Registry<ShardCells>,
     pub reload_success: SharedCounter,
     pub reload_failure: SharedCounter,
+    pub xds_accepted: SharedCounter,
+    pub xds_rejected: SharedCounter,
 }
 
 /// A shard's cache of its own cells, so the registry lock is taken only
@@ -172,6 +174,17 @@ pub fn render(shared: &crate::shared::Shared) -> String {
         &[("result", "failure")],
         st.reload_failure.get(),
     );
+    for (result, n) in [
+        ("accepted", st.xds_accepted.get()),
+        ("rejected", st.xds_rejected.get()),
+    ] {
+        e.counter(
+            "ringmesh_xds_updates_total",
+            "Configurations received from the control plane, by result (rejected = NACKed).",
+            &[("result", result)],
+            n,
+        );
+    }
     e.gauge(
         "ringmesh_draining",
         "1 while the proxy drains before exit.",

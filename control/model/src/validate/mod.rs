@@ -232,7 +232,7 @@ pub(crate) fn min_1ms(cx: &mut Ctx, p: &FieldPath, name: &str, d: Duration) {
 
 /// Envoy and Istio count these durations in milliseconds.
 fn whole_ms(cx: &mut Ctx, p: &FieldPath, name: &str, d: Duration) {
-    if d.get().subsec_nanos() % 1_000_000 != 0 {
+    if !d.get().subsec_nanos().is_multiple_of(1_000_000) {
         cx.invalid(
             p,
             format!("{name} must be a whole number of milliseconds (got {d})"),

@@ -1,0 +1,880 @@
+//! Envoy v3 resources → the neutral [`ProxyConfig`]. Pure: no I/O, no
+//! clock.
+//!
+//! Each resource is converted on its own as it arrives ([`convert`]); one
+//! that uses something the proxy does not implement is rejected with its
+//! name, the field and the reason ([`ResourceError`], which becomes the
+//! NACK's `error_detail`) and is not recorded as held, so the server
+//! offers its next version. The held, converted resources ([`XdsState`])
+//! are then assembled with the bootstrap's base configuration
+//! ([`XdsState::to_proxy_config`]) and go through `ringmesh_config::compile`
+//! like the static file.
+//!
+//! Supported shapes:
+//! - Listener: one IP socket address (TCP), one filter chain without match
+//!   or transport socket, one network filter: the HTTP connection manager
+//!   (RDS by name or an inline route configuration; only the router HTTP
+//!   filter) → `protocol: http`, or `tcp_proxy` to one cluster →
+//!   `protocol: tcp`; `use_original_dst` → `original_dst: true`.
+//! - RouteConfiguration: virtual hosts (domains), routes matching a path
+//!   prefix or exact path, to one cluster, with an optional timeout.
+//! - Cluster: STATIC (inline `load_assignment`), EDS (endpoints from the
+//!   ClusterLoadAssignment named by `eds_cluster_config.service_name`, or
+//!   the cluster's own name), ORIGINAL_DST; round robin; `connect_timeout`.
+//! - ClusterLoadAssignment: priority-0 endpoints with IP socket addresses
+//!   and `load_balancing_weight`; unhealthy, draining and timed-out
+//!   endpoints are left out, as Envoy does.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::{IpAddr, SocketAddr},
+};
+
+use ringmesh_config::model::{
+    ClusterSpec, ClusterTypeSpec, EndpointSpec, LbPolicySpec, ListenerProtocol, ListenerSpec,
+    ProxyConfig, RouteConfigSpec, RouteMatchSpec, RouteSpec, VirtualHostSpec,
+};
+
+use crate::wire::{self, pb};
+
+/// The four resource types a sidecar takes over ADS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceType {
+    Listener,
+    RouteConfiguration,
+    Cluster,
+    ClusterLoadAssignment,
+}
+
+impl ResourceType {
+    pub const ALL: [ResourceType; 4] = [
+        ResourceType::Cluster,
+        ResourceType::ClusterLoadAssignment,
+        ResourceType::Listener,
+        ResourceType::RouteConfiguration,
+    ];
+
+    /// The type URL on the wire (from the generated types).
+    pub fn type_url(self) -> String {
+        wire::type_url(self)
+    }
+
+    pub fn from_type_url(url: &str) -> Option<ResourceType> {
+        Self::ALL.into_iter().find(|t| t.type_url() == url)
+    }
+
+    /// LDS, RDS, CDS, EDS.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ResourceType::Listener => "LDS",
+            ResourceType::RouteConfiguration => "RDS",
+            ResourceType::Cluster => "CDS",
+            ResourceType::ClusterLoadAssignment => "EDS",
+        }
+    }
+
+    fn message_name(self) -> &'static str {
+        match self {
+            ResourceType::Listener => "Listener",
+            ResourceType::RouteConfiguration => "RouteConfiguration",
+            ResourceType::Cluster => "Cluster",
+            ResourceType::ClusterLoadAssignment => "ClusterLoadAssignment",
+        }
+    }
+}
+
+/// Why one resource was rejected. Displayed as
+/// `Listener "name": field.path: reason` — one line of a NACK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceError {
+    pub resource_type: ResourceType,
+    pub name: String,
+    /// Path inside the resource, e.g. `filter_chains[0].filters[0]`;
+    /// empty when the whole resource is at fault.
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ResourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}: ", self.resource_type.message_name(), self.name)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for ResourceError {}
+
+/// A field path and reason, before the resource's name is attached.
+type Reject = (String, String);
+
+fn reject<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Reject> {
+    Err((field.into(), reason.into()))
+}
+
+/// A converted Listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XdsListener {
+    /// `route_config` is the RDS name, or the inline route's generated
+    /// name ([`inline_route_name`]).
+    pub spec: ListenerSpec,
+    /// The connection manager's inline route configuration.
+    pub inline_route: Option<RouteConfigSpec>,
+    /// The route configuration to fetch by RDS.
+    pub rds: Option<String>,
+}
+
+/// A converted Cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XdsCluster {
+    pub spec: ClusterSpec,
+    /// The ClusterLoadAssignment to fetch by EDS (EDS clusters only).
+    pub eds_service: Option<String>,
+}
+
+/// One converted resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Converted {
+    Listener(XdsListener),
+    Route(RouteConfigSpec),
+    Cluster(XdsCluster),
+    Endpoints(Vec<EndpointSpec>),
+}
+
+/// The name an inline route configuration gets in the model (it has
+/// none of its own that is unique across listeners).
+pub fn inline_route_name(listener: &str) -> String {
+    format!("{listener}#inline")
+}
+
+/// Convert one resource of type `t` named `name` from its `Any` parts.
+pub fn convert(
+    t: ResourceType,
+    name: &str,
+    type_url: &str,
+    bytes: &[u8],
+) -> Result<Converted, ResourceError> {
+    let err = |(field, reason): Reject| ResourceError {
+        resource_type: t,
+        name: name.to_owned(),
+        field,
+        reason,
+    };
+    let body_err = |reason: String| err((String::new(), reason));
+    match t {
+        ResourceType::Listener => {
+            let l = wire::decode(type_url, bytes).map_err(body_err)?;
+            listener(name, &l).map(Converted::Listener).map_err(err)
+        }
+        ResourceType::RouteConfiguration => {
+            let rc = wire::decode(type_url, bytes).map_err(body_err)?;
+            route_config(name, &rc).map(Converted::Route).map_err(err)
+        }
+        ResourceType::Cluster => {
+            let c = wire::decode(type_url, bytes).map_err(body_err)?;
+            cluster(name, &c).map(Converted::Cluster).map_err(err)
+        }
+        ResourceType::ClusterLoadAssignment => {
+            let cla = wire::decode(type_url, bytes).map_err(body_err)?;
+            endpoints("", &cla).map(Converted::Endpoints).map_err(err)
+        }
+    }
+}
+
+fn duration(field: &str, d: &pb::google::protobuf::Duration) -> Result<String, Reject> {
+    if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
+        return reject(field, "must be a non-negative duration");
+    }
+    let d = std::time::Duration::new(d.seconds as u64, d.nanos as u32);
+    Ok(ringmesh_config::format_duration(d))
+}
+
+fn socket_address(
+    field: &str,
+    a: Option<&pb::envoy::config::core::v3::Address>,
+) -> Result<String, Reject> {
+    use pb::envoy::config::core::v3::{address, socket_address::PortSpecifier};
+    let Some(a) = a.and_then(|a| a.address.as_ref()) else {
+        return reject(field, "missing (a socket address is required)");
+    };
+    let address::Address::SocketAddress(sa) = a else {
+        return reject(
+            field,
+            "only socket addresses are supported (not pipes or internal addresses)",
+        );
+    };
+    if sa.protocol != 0 {
+        return reject(format!("{field}.protocol"), "only TCP is supported");
+    }
+    if !sa.resolver_name.is_empty() {
+        return reject(
+            format!("{field}.resolver_name"),
+            "custom resolvers are not supported",
+        );
+    }
+    let ip: IpAddr = sa.address.parse().map_err(|_| {
+        (
+            format!("{field}.address"),
+            format!(
+                "{:?} is not an IP address (names are not resolved)",
+                sa.address
+            ),
+        )
+    })?;
+    let port = match sa.port_specifier {
+        Some(PortSpecifier::PortValue(p)) => u16::try_from(p)
+            .map_err(|_| (format!("{field}.port_value"), format!("{p} is not a port")))?,
+        Some(PortSpecifier::NamedPort(_)) => {
+            return reject(
+                format!("{field}.named_port"),
+                "named ports are not supported",
+            )
+        }
+        None => return reject(format!("{field}.port_value"), "missing"),
+    };
+    Ok(SocketAddr::new(ip, port).to_string())
+}
+
+fn listener(
+    name: &str,
+    l: &pb::envoy::config::listener::v3::Listener,
+) -> Result<XdsListener, Reject> {
+    use pb::envoy::config::listener::v3::filter::ConfigType;
+    let address = socket_address("address", l.address.as_ref())?;
+    if !l.additional_addresses.is_empty() {
+        return reject(
+            "additional_addresses",
+            "only one address per listener is supported",
+        );
+    }
+    if !l.listener_filters.is_empty() {
+        return reject(
+            "listener_filters",
+            "listener filters are not supported (use use_original_dst for the original destination)",
+        );
+    }
+    if l.default_filter_chain.is_some() {
+        return reject(
+            "default_filter_chain",
+            "not supported (give exactly one filter chain)",
+        );
+    }
+    if l.filter_chain_matcher.is_some() {
+        return reject(
+            "filter_chain_matcher",
+            "filter chain matching is not supported",
+        );
+    }
+    let chain = match l.filter_chains.as_slice() {
+        [chain] => chain,
+        [] => return reject("filter_chains", "no filter chain"),
+        _ => {
+            return reject(
+                "filter_chains",
+                "more than one filter chain (filter chain matching is not supported)",
+            )
+        }
+    };
+    if chain
+        .filter_chain_match
+        .as_ref()
+        .is_some_and(|m| *m != Default::default())
+    {
+        return reject(
+            "filter_chains[0].filter_chain_match",
+            "filter chain matching is not supported",
+        );
+    }
+    if chain.transport_socket.is_some() {
+        return reject(
+            "filter_chains[0].transport_socket",
+            "transport sockets (TLS) are not supported",
+        );
+    }
+    let filter = match chain.filters.as_slice() {
+        [f] => f,
+        [] => return reject("filter_chains[0].filters", "no network filter"),
+        _ => {
+            return reject(
+                "filter_chains[0].filters",
+                "only one network filter (http_connection_manager or tcp_proxy) is supported",
+            )
+        }
+    };
+    let at = "filter_chains[0].filters[0]";
+    let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
+        return reject(
+            format!("{at}.typed_config"),
+            "missing (the filter's configuration must be given inline)",
+        );
+    };
+    let mut spec = ListenerSpec {
+        name: name.to_owned(),
+        address,
+        protocol: ListenerProtocol::Http,
+        route_config: None,
+        cluster: None,
+        original_dst: l.use_original_dst.as_ref().is_some_and(|b| b.value),
+    };
+    use pb::envoy::extensions::filters::network::{
+        http_connection_manager::v3::HttpConnectionManager, tcp_proxy::v3::TcpProxy,
+    };
+    use prost::Name;
+    if any.type_url == HttpConnectionManager::type_url() {
+        let hcm: HttpConnectionManager = wire::decode(&any.type_url, &any.value)
+            .map_err(|r| (format!("{at}.typed_config"), r))?;
+        let (route_name, inline_route, rds) =
+            hcm_routes(name, &format!("{at}.typed_config"), &hcm)?;
+        spec.route_config = Some(route_name);
+        Ok(XdsListener {
+            spec,
+            inline_route,
+            rds,
+        })
+    } else if any.type_url == TcpProxy::type_url() {
+        use pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
+        let tcp: TcpProxy = wire::decode(&any.type_url, &any.value)
+            .map_err(|r| (format!("{at}.typed_config"), r))?;
+        let cluster = match tcp.cluster_specifier {
+            Some(ClusterSpecifier::Cluster(c)) if !c.is_empty() => c,
+            Some(ClusterSpecifier::WeightedClusters(_)) => {
+                return reject(
+                    format!("{at}.typed_config.weighted_clusters"),
+                    "weighted clusters are not supported",
+                )
+            }
+            _ => return reject(format!("{at}.typed_config.cluster"), "missing"),
+        };
+        spec.protocol = ListenerProtocol::Tcp;
+        spec.cluster = Some(cluster);
+        Ok(XdsListener {
+            spec,
+            inline_route: None,
+            rds: None,
+        })
+    } else {
+        reject(
+            format!("{at}.typed_config"),
+            format!(
+                "unsupported network filter {:?} (type {}); supported: {}, {}",
+                filter.name,
+                any.type_url,
+                HttpConnectionManager::full_name(),
+                TcpProxy::full_name()
+            ),
+        )
+    }
+}
+
+/// The route configuration name, the inline route (if any) and the RDS
+/// name (if any) of a connection manager.
+fn hcm_routes(
+    listener: &str,
+    at: &str,
+    hcm: &pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager,
+) -> Result<(String, Option<RouteConfigSpec>, Option<String>), Reject> {
+    use pb::envoy::extensions::filters::{
+        http::router::v3::Router,
+        network::http_connection_manager::v3::{
+            http_connection_manager::RouteSpecifier, http_filter,
+        },
+    };
+    use prost::Name;
+    for (i, f) in hcm.http_filters.iter().enumerate() {
+        let router = match &f.config_type {
+            Some(http_filter::ConfigType::TypedConfig(a)) => a.type_url == Router::type_url(),
+            None => f.name == "envoy.filters.http.router",
+            Some(_) => false,
+        };
+        if !router {
+            return reject(
+                format!("{at}.http_filters[{i}]"),
+                format!(
+                    "unsupported HTTP filter {:?}; only the router ({}) is supported",
+                    f.name,
+                    Router::full_name()
+                ),
+            );
+        }
+    }
+    match &hcm.route_specifier {
+        Some(RouteSpecifier::Rds(rds)) => {
+            if rds.route_config_name.is_empty() {
+                return reject(format!("{at}.rds.route_config_name"), "missing");
+            }
+            Ok((
+                rds.route_config_name.clone(),
+                None,
+                Some(rds.route_config_name.clone()),
+            ))
+        }
+        Some(RouteSpecifier::RouteConfig(rc)) => {
+            let name = inline_route_name(listener);
+            let spec =
+                route_config(&name, rc).map_err(|(f, r)| (format!("{at}.route_config.{f}"), r))?;
+            Ok((name, Some(spec), None))
+        }
+        Some(RouteSpecifier::ScopedRoutes(_)) => reject(
+            format!("{at}.scoped_routes"),
+            "scoped routes are not supported",
+        ),
+        None => reject(format!("{at}.rds"), "missing (give rds or route_config)"),
+    }
+}
+
+fn route_config(
+    name: &str,
+    rc: &pb::envoy::config::route::v3::RouteConfiguration,
+) -> Result<RouteConfigSpec, Reject> {
+    use pb::envoy::config::route::v3::{
+        route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier,
+    };
+    if rc.vhds.is_some() {
+        return reject("vhds", "virtual host discovery is not supported");
+    }
+    let mut virtual_hosts = Vec::with_capacity(rc.virtual_hosts.len());
+    for (v, vh) in rc.virtual_hosts.iter().enumerate() {
+        let vat = format!("virtual_hosts[{v}]");
+        if vh.require_tls != 0 {
+            return reject(format!("{vat}.require_tls"), "not supported");
+        }
+        let mut routes = Vec::with_capacity(vh.routes.len());
+        for (r, route) in vh.routes.iter().enumerate() {
+            let at = format!("{vat}.routes[{r}]");
+            let m = route.r#match.clone().unwrap_or_default();
+            let matcher = match m.path_specifier {
+                Some(PathSpecifier::Prefix(p)) => RouteMatchSpec {
+                    prefix: Some(p),
+                    exact: None,
+                },
+                Some(PathSpecifier::Path(p)) => RouteMatchSpec {
+                    prefix: None,
+                    exact: Some(p),
+                },
+                Some(PathSpecifier::SafeRegex(_)) => {
+                    return reject(
+                        format!("{at}.match.safe_regex"),
+                        "regex matches are not supported",
+                    )
+                }
+                Some(_) => {
+                    return reject(
+                        format!("{at}.match"),
+                        "only prefix and path (exact) matches are supported",
+                    )
+                }
+                None => return reject(format!("{at}.match"), "missing path specifier"),
+            };
+            if !m.headers.is_empty() {
+                return reject(
+                    format!("{at}.match.headers"),
+                    "header matches are not supported",
+                );
+            }
+            if !m.query_parameters.is_empty() {
+                return reject(
+                    format!("{at}.match.query_parameters"),
+                    "query parameter matches are not supported",
+                );
+            }
+            if m.case_sensitive.as_ref().is_some_and(|b| !b.value) {
+                return reject(
+                    format!("{at}.match.case_sensitive"),
+                    "case-insensitive matches are not supported",
+                );
+            }
+            if m.runtime_fraction.is_some() || m.grpc.is_some() || m.tls_context.is_some() {
+                return reject(
+                    format!("{at}.match"),
+                    "runtime_fraction, grpc and tls_context matches are not supported",
+                );
+            }
+            let action = match &route.action {
+                Some(Action::Route(a)) => a,
+                Some(_) => return reject(
+                    format!("{at}.action"),
+                    "only route actions are supported (not redirect, direct_response or others)",
+                ),
+                None => return reject(format!("{at}.route"), "missing"),
+            };
+            let cluster = match &action.cluster_specifier {
+                Some(ClusterSpecifier::Cluster(c)) if !c.is_empty() => c.clone(),
+                Some(ClusterSpecifier::WeightedClusters(_)) => {
+                    return reject(
+                        format!("{at}.route.weighted_clusters"),
+                        "weighted clusters are not supported",
+                    )
+                }
+                Some(ClusterSpecifier::ClusterHeader(_)) => {
+                    return reject(format!("{at}.route.cluster_header"), "not supported")
+                }
+                _ => return reject(format!("{at}.route.cluster"), "missing"),
+            };
+            if !action.prefix_rewrite.is_empty() || action.regex_rewrite.is_some() {
+                return reject(
+                    format!("{at}.route.prefix_rewrite"),
+                    "path rewrites are not supported",
+                );
+            }
+            if action.host_rewrite_specifier.is_some() {
+                return reject(
+                    format!("{at}.route.host_rewrite"),
+                    "host rewrites are not supported",
+                );
+            }
+            if action.retry_policy.is_some() {
+                return reject(
+                    format!("{at}.route.retry_policy"),
+                    "retry policies are not supported",
+                );
+            }
+            if !action.hash_policy.is_empty() {
+                return reject(
+                    format!("{at}.route.hash_policy"),
+                    "hash policies are not supported",
+                );
+            }
+            let timeout = action
+                .timeout
+                .as_ref()
+                .map(|d| duration(&format!("{at}.route.timeout"), d))
+                .transpose()?;
+            routes.push(RouteSpec {
+                name: (!route.name.is_empty()).then(|| route.name.clone()),
+                matcher,
+                cluster,
+                timeout,
+            });
+        }
+        virtual_hosts.push(VirtualHostSpec {
+            name: vh.name.clone(),
+            domains: vh.domains.clone(),
+            routes,
+        });
+    }
+    Ok(RouteConfigSpec {
+        name: name.to_owned(),
+        virtual_hosts,
+    })
+}
+
+fn cluster(name: &str, c: &pb::envoy::config::cluster::v3::Cluster) -> Result<XdsCluster, Reject> {
+    use pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy};
+    let kind = match c.cluster_discovery_type {
+        None => DiscoveryType::Static,
+        Some(ClusterDiscoveryType::Type(t)) => match DiscoveryType::try_from(t) {
+            Ok(t @ (DiscoveryType::Static | DiscoveryType::Eds | DiscoveryType::OriginalDst)) => t,
+            Ok(other) => {
+                return reject(
+                    "type",
+                    format!(
+                        "{} clusters are not supported (STATIC, EDS and ORIGINAL_DST are)",
+                        other.as_str_name()
+                    ),
+                )
+            }
+            Err(_) => return reject("type", format!("unknown discovery type {t}")),
+        },
+        Some(ClusterDiscoveryType::ClusterType(_)) => {
+            return reject("cluster_type", "custom cluster types are not supported")
+        }
+    };
+    let lb_ok = match LbPolicy::try_from(c.lb_policy) {
+        Ok(LbPolicy::RoundRobin) => true,
+        // Envoy requires CLUSTER_PROVIDED for ORIGINAL_DST clusters.
+        Ok(LbPolicy::ClusterProvided) => kind == DiscoveryType::OriginalDst,
+        _ => false,
+    };
+    if !lb_ok || c.load_balancing_policy.is_some() {
+        return reject(
+            "lb_policy",
+            "only ROUND_ROBIN is supported (CLUSTER_PROVIDED for ORIGINAL_DST clusters)",
+        );
+    }
+    if c.transport_socket.is_some() || !c.transport_socket_matches.is_empty() {
+        return reject(
+            "transport_socket",
+            "transport sockets (TLS) are not supported",
+        );
+    }
+    if !c.health_checks.is_empty() {
+        return reject("health_checks", "active health checking is not supported");
+    }
+    if c.outlier_detection.is_some() {
+        return reject("outlier_detection", "not supported");
+    }
+    let connect_timeout = c
+        .connect_timeout
+        .as_ref()
+        .map(|d| duration("connect_timeout", d))
+        .transpose()?;
+    let mut spec = ClusterSpec {
+        name: name.to_owned(),
+        cluster_type: ClusterTypeSpec::Static,
+        connect_timeout,
+        lb_policy: LbPolicySpec::RoundRobin,
+        endpoints: Vec::new(),
+    };
+    let mut eds_service = None;
+    match kind {
+        DiscoveryType::Eds => {
+            let service = c
+                .eds_cluster_config
+                .as_ref()
+                .map(|e| e.service_name.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| name.to_owned());
+            eds_service = Some(service);
+        }
+        DiscoveryType::OriginalDst => spec.cluster_type = ClusterTypeSpec::OriginalDst,
+        _ => {
+            if let Some(cla) = &c.load_assignment {
+                spec.endpoints = endpoints("load_assignment.", cla)?;
+            }
+        }
+    }
+    Ok(XdsCluster { spec, eds_service })
+}
+
+fn endpoints(
+    prefix: &str,
+    cla: &pb::envoy::config::endpoint::v3::ClusterLoadAssignment,
+) -> Result<Vec<EndpointSpec>, Reject> {
+    use pb::envoy::config::{core::v3::HealthStatus, endpoint::v3::lb_endpoint::HostIdentifier};
+    let mut out = Vec::new();
+    for (i, locality) in cla.endpoints.iter().enumerate() {
+        let lat = format!("{prefix}endpoints[{i}]");
+        if locality.priority != 0 {
+            return reject(
+                format!("{lat}.priority"),
+                "priorities other than 0 are not supported",
+            );
+        }
+        for (j, lb) in locality.lb_endpoints.iter().enumerate() {
+            let at = format!("{lat}.lb_endpoints[{j}]");
+            let ep = match &lb.host_identifier {
+                Some(HostIdentifier::Endpoint(ep)) => ep,
+                Some(HostIdentifier::EndpointName(_)) => {
+                    return reject(
+                        format!("{at}.endpoint_name"),
+                        "named endpoints are not supported",
+                    )
+                }
+                None => return reject(format!("{at}.endpoint"), "missing"),
+            };
+            let address = socket_address(&format!("{at}.endpoint.address"), ep.address.as_ref())?;
+            let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value);
+            if weight == 0 {
+                return reject(format!("{at}.load_balancing_weight"), "must be at least 1");
+            }
+            let excluded = matches!(
+                HealthStatus::try_from(lb.health_status),
+                Ok(HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout)
+            );
+            if !excluded {
+                out.push(EndpointSpec { address, weight });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A held resource: its version and converted form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub version: String,
+    pub value: Converted,
+}
+
+/// The resources the client holds (accepted ones only), by type and name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct XdsState {
+    types: BTreeMap<ResourceType, BTreeMap<String, Held>>,
+}
+
+impl XdsState {
+    /// Convert and hold a resource, replacing its older version. A
+    /// rejected resource leaves the held version (if any) in place.
+    pub fn apply(
+        &mut self,
+        t: ResourceType,
+        name: &str,
+        version: &str,
+        type_url: &str,
+        bytes: &[u8],
+    ) -> Result<(), ResourceError> {
+        let value = convert(t, name, type_url, bytes)?;
+        self.insert(t, name, version, value);
+        Ok(())
+    }
+
+    pub fn insert(&mut self, t: ResourceType, name: &str, version: &str, value: Converted) {
+        self.types.entry(t).or_default().insert(
+            name.to_owned(),
+            Held {
+                version: version.to_owned(),
+                value,
+            },
+        );
+    }
+
+    pub fn remove(&mut self, t: ResourceType, name: &str) -> Option<Held> {
+        self.types.get_mut(&t)?.remove(name)
+    }
+
+    pub fn get(&self, t: ResourceType, name: &str) -> Option<&Held> {
+        self.types.get(&t)?.get(name)
+    }
+
+    /// name → version of what is held of `t` (a reconnect's
+    /// `initial_resource_versions`).
+    pub fn versions(&self, t: ResourceType) -> BTreeMap<String, String> {
+        self.of(t)
+            .map(|(n, h)| (n.clone(), h.version.clone()))
+            .collect()
+    }
+
+    fn of(&self, t: ResourceType) -> impl Iterator<Item = (&String, &Held)> {
+        self.types.get(&t).into_iter().flatten()
+    }
+
+    /// The names to subscribe to by RDS / EDS: those the held listeners
+    /// and clusters reference.
+    pub fn wanted(&self, t: ResourceType) -> BTreeSet<String> {
+        match t {
+            ResourceType::RouteConfiguration => self
+                .of(ResourceType::Listener)
+                .filter_map(|(_, h)| match &h.value {
+                    Converted::Listener(l) => l.rds.clone(),
+                    _ => None,
+                })
+                .collect(),
+            ResourceType::ClusterLoadAssignment => self
+                .of(ResourceType::Cluster)
+                .filter_map(|(_, h)| match &h.value {
+                    Converted::Cluster(c) => c.eds_service.clone(),
+                    _ => None,
+                })
+                .collect(),
+            ResourceType::Listener | ResourceType::Cluster => BTreeSet::new(),
+        }
+    }
+
+    /// Drop held route configurations and load assignments that nothing
+    /// references any more (they are unsubscribed).
+    pub fn retain_wanted(&mut self) {
+        for t in [
+            ResourceType::RouteConfiguration,
+            ResourceType::ClusterLoadAssignment,
+        ] {
+            let wanted = self.wanted(t);
+            if let Some(m) = self.types.get_mut(&t) {
+                m.retain(|n, _| wanted.contains(n));
+            }
+        }
+    }
+
+    /// A stable hash of the held (type, name, version) set: the version
+    /// of the configuration built from it.
+    pub fn version(&self) -> u64 {
+        let mut canonical = Vec::new();
+        for (t, m) in &self.types {
+            for (name, h) in m {
+                canonical.extend_from_slice(t.short_name().as_bytes());
+                canonical.push(0);
+                canonical.extend_from_slice(name.as_bytes());
+                canonical.push(0);
+                canonical.extend_from_slice(h.version.as_bytes());
+                canonical.push(b'\n');
+            }
+        }
+        ringmesh_config::fnv1a64(&canonical)
+    }
+
+    /// Listeners whose RDS route configuration has not arrived yet: they
+    /// are left out of the configuration until it does (Envoy's warming).
+    pub fn warming_listeners(&self) -> Vec<String> {
+        self.of(ResourceType::Listener)
+            .filter(|(_, h)| match &h.value {
+                Converted::Listener(l) => l
+                    .rds
+                    .as_ref()
+                    .is_some_and(|r| self.get(ResourceType::RouteConfiguration, r).is_none()),
+                _ => false,
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The base configuration (bootstrap: admin, limits, static
+    /// resources) plus everything held, in name order. An EDS cluster
+    /// whose assignment has not arrived has no endpoints yet, and a
+    /// cluster referenced but not held is added empty (503, as Envoy).
+    pub fn to_proxy_config(&self, base: &ProxyConfig) -> ProxyConfig {
+        let mut cfg = base.clone();
+        let warming = self.warming_listeners();
+        for (name, h) in self.of(ResourceType::Listener) {
+            if let Converted::Listener(l) = &h.value {
+                if warming.contains(name) {
+                    continue;
+                }
+                cfg.listeners.push(l.spec.clone());
+                if let Some(rc) = &l.inline_route {
+                    cfg.route_configs.push(rc.clone());
+                }
+            }
+        }
+        for (_, h) in self.of(ResourceType::RouteConfiguration) {
+            if let Converted::Route(rc) = &h.value {
+                cfg.route_configs.push(rc.clone());
+            }
+        }
+        for (_, h) in self.of(ResourceType::Cluster) {
+            if let Converted::Cluster(c) = &h.value {
+                let mut spec = c.spec.clone();
+                if let Some(service) = &c.eds_service {
+                    if let Some(Held {
+                        value: Converted::Endpoints(eps),
+                        ..
+                    }) = self.get(ResourceType::ClusterLoadAssignment, service)
+                    {
+                        spec.endpoints = eps.clone();
+                    }
+                }
+                cfg.clusters.push(spec);
+            }
+        }
+        // A route or TCP listener may name a cluster that is not (or no
+        // longer) held: the control plane removes a cluster (CDS) before
+        // it updates the routes (RDS) that used it. Envoy answers 503 for
+        // such a route; an empty cluster does the same here, instead of
+        // the whole configuration failing to compile.
+        let known: BTreeSet<&str> = cfg.clusters.iter().map(|c| c.name.as_str()).collect();
+        let missing: BTreeSet<String> = cfg
+            .route_configs
+            .iter()
+            .flat_map(|rc| &rc.virtual_hosts)
+            .flat_map(|vh| &vh.routes)
+            .map(|r| r.cluster.as_str())
+            .chain(cfg.listeners.iter().filter_map(|l| l.cluster.as_deref()))
+            .filter(|c| !known.contains(c))
+            .map(str::to_owned)
+            .collect();
+        for name in missing {
+            cfg.clusters.push(ClusterSpec {
+                name,
+                cluster_type: ClusterTypeSpec::Static,
+                connect_timeout: None,
+                lb_policy: LbPolicySpec::RoundRobin,
+                endpoints: Vec::new(),
+            });
+        }
+        cfg
+    }
+}
+
+#[cfg(test)]
+mod tests;
