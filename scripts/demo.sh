@@ -44,9 +44,9 @@ echo "==> HTTP through the proxy: curl -i http://127.0.0.1:15080/echo"
 curl -sS -i http://127.0.0.1:15080/echo
 echo
 echo "==> 200 keep-alive requests on one connection"
-urls=()
-for _ in $(seq 1 200); do urls+=("http://127.0.0.1:15080/"); done
-curl -sS -o /dev/null -w '%{http_code}\n' "${urls[@]}" | sort | uniq -c | sed 's/^/    /'
+args=()
+for _ in $(seq 1 200); do args+=(-o /dev/null "http://127.0.0.1:15080/"); done
+curl -sS -w '%{http_code}\n' "${args[@]}" | sort | uniq -c | awk '{print "    " $1 " x HTTP " $2}'
 echo
 echo "==> a malformed request is refused, never forwarded (Content-Length and Transfer-Encoding together)"
 printf 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' \
