@@ -6,13 +6,9 @@
 //! reason while the last good configuration keeps serving. A control-plane
 //! outage costs no request.
 
-use std::{
-    net::SocketAddr,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
 
-use ringmesh_e2e::{free_port, on_both_drivers, Backend, Client, Driver, Proxy};
+use ringmesh_e2e::{free_port, on_both_drivers, wait_for, Backend, Client, Driver, Proxy};
 use ringmesh_xds::{
     testing::{
         broken_listener, eds_cluster, http_listener, load_assignment, route_to_cluster,
@@ -51,20 +47,6 @@ fn stream_of(server: &XdsServer) -> Option<StreamStatus> {
     server.status().into_iter().find(|s| s.node.id == NODE)
 }
 
-fn wait<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(25));
-    }
-}
-
 fn backend_of(listener: SocketAddr) -> Option<String> {
     let mut c = Client::try_connect(listener, Duration::from_secs(2)).ok()?;
     let r = c.request("GET", "svc", "/", &[], b"").ok()?;
@@ -88,7 +70,7 @@ fn configured_by_control_plane(driver: Driver) {
         json!({ "xds": { "address": xds.addr().to_string(), "node_id": NODE, "node_cluster": "app" } }),
     );
     assert_eq!(backend_of(mesh.listener).as_deref(), Some("b1"));
-    let st = wait(Duration::from_secs(10), "every type ACKed", || {
+    let st = wait_for(Duration::from_secs(10), "every type ACKed", || {
         let s = stream_of(&server)?;
         [
             TypeUrl::listener(),
@@ -108,14 +90,14 @@ fn configured_by_control_plane(driver: Driver) {
 
     // A route change moves traffic.
     server.publish(scope.clone(), mesh.resources("backend2", false));
-    wait(Duration::from_secs(10), "traffic to move to b2", || {
+    wait_for(Duration::from_secs(10), "traffic to move to b2", || {
         (backend_of(mesh.listener).as_deref() == Some("b2")).then_some(())
     });
 
     // An unsupported listener is NACKed with the reason; the last good
     // configuration keeps serving.
     server.publish(scope.clone(), mesh.resources("backend2", true));
-    let st = wait(Duration::from_secs(10), "the LDS NACK", || {
+    let st = wait_for(Duration::from_secs(10), "the LDS NACK", || {
         let s = stream_of(&server)?;
         (s.types[&TypeUrl::listener()].state() == SyncState::Nacked).then_some(s)
     });
