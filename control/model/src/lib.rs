@@ -80,6 +80,7 @@ pub use common::{Percent, PolicySelector, PortKey, PortSelector, StringMatch, Wo
 pub use diagnostic::{codes, Diagnostic, ResourceRef, Severity};
 pub use duration::{parse_duration, Duration};
 pub use loader::{load_dir, load_file, load_str, LoadResult, Loader};
+pub use locate::{locate_in_document, PathStep};
 pub use meta::{Kind, Meta, Origin, Resource, NETWORKING_GROUP, SECURITY_GROUP};
 pub use model::{Model, DEFAULT_DOMAIN_SUFFIX};
 pub use networking::{

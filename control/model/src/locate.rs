@@ -31,22 +31,45 @@ fn key_matches(key: &serde_yaml_ng::Value, want: &str) -> bool {
     }
 }
 
+/// One step of a path for [`locate_in_document`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathStep<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
 /// 1-based line and column of `path` in the single YAML document `text`,
 /// or of its deepest existing ancestor.
 pub(crate) fn locate(text: &str, path: &FieldPath) -> Option<(usize, usize)> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    match (Walker { segs: &path.0 }).deserialize(de) {
+    let steps: Vec<PathStep<'_>> = path
+        .0
+        .iter()
+        .map(|s| match s {
+            Seg::Key(k) => PathStep::Key(k),
+            Seg::Index(i) => PathStep::Index(*i),
+        })
+        .collect();
+    locate_in_document(text, &steps)
+}
+
+/// 1-based line and column of the node at `path` in the single YAML
+/// document `doc`, or of its deepest existing ancestor (`&[]`: the
+/// document's root). For callers outside the model (the CLI's mesh-level
+/// findings) that build their own paths.
+pub fn locate_in_document(doc: &str, path: &[PathStep<'_>]) -> Option<(usize, usize)> {
+    let de = serde_yaml_ng::Deserializer::from_str(doc);
+    match (Walker { segs: path }).deserialize(de) {
         Ok(()) => None,
         Err(e) if e.to_string().contains(MARKER) => e.location().map(|l| (l.line(), l.column())),
         Err(_) => None,
     }
 }
 
-struct Walker<'s> {
-    segs: &'s [Seg],
+struct Walker<'s, 'p> {
+    segs: &'s [PathStep<'p>],
 }
 
-impl<'de> DeserializeSeed<'de> for Walker<'_> {
+impl<'de> DeserializeSeed<'de> for Walker<'_, '_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -54,7 +77,7 @@ impl<'de> DeserializeSeed<'de> for Walker<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Walker<'_> {
+impl<'de> Visitor<'de> for Walker<'_, '_> {
     type Value = ();
 
     /// Every visit not overridden here (scalars, and the end of the path)
@@ -65,7 +88,7 @@ impl<'de> Visitor<'de> for Walker<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Some((Seg::Key(want), rest)) = self.segs.split_first() else {
+        let Some((PathStep::Key(want), rest)) = self.segs.split_first() else {
             return Err(de::Error::custom(MARKER));
         };
         while let Some(key) = map.next_key::<serde_yaml_ng::Value>()? {
@@ -78,7 +101,7 @@ impl<'de> Visitor<'de> for Walker<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Some((Seg::Index(want), rest)) = self.segs.split_first() else {
+        let Some((PathStep::Index(want), rest)) = self.segs.split_first() else {
             return Err(de::Error::custom(MARKER));
         };
         for _ in 0..*want {

@@ -1,15 +1,13 @@
 //! Field paths of mesh-level findings (`spec.http[1]`) and their line and
 //! column in the text the resource came from.
 //!
-//! The model knows where each resource starts ([`ringmesh_istio::Origin`])
-//! but keeps its field locator private, so this is a small one of our own.
-//! serde_yaml_ng has no spans, but it stamps an error raised while visiting
-//! a node with that node's position: [`locate`] walks the document along
-//! the path with a visitor and fails on purpose at the end of it.
+//! The model knows where each resource starts ([`ringmesh_istio::Origin`]);
+//! this finds the resource's document (and its item of a `kind: List`) and
+//! lets the model's [`ringmesh_istio::locate_in_document`] walk the path.
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use ringmesh_istio::{locate_in_document, PathStep};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {
@@ -114,66 +112,17 @@ fn document_at(text: &str, line: usize) -> Option<(usize, &str)> {
     (line > start_line && line <= lines).then_some((start_line, &text[start..]))
 }
 
-const MARKER: &str = "\u{1}ringmesh-cli-locate\u{1}";
-
-/// Position of the node at `segs` in the single document `doc`.
+/// Position of the node at `segs` in the single document `doc` (the
+/// model's locator does the walking).
 fn walk(doc: &str, segs: &[Seg]) -> Option<(usize, usize)> {
-    let de = serde_yaml_ng::Deserializer::from_str(doc);
-    match (Walker { segs }).deserialize(de) {
-        Ok(()) => None,
-        Err(e) if e.to_string().contains(MARKER) => e.location().map(|l| (l.line(), l.column())),
-        Err(_) => None,
-    }
-}
-
-struct Walker<'s> {
-    segs: &'s [Seg],
-}
-
-impl<'de> DeserializeSeed<'de> for Walker<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Walker<'_> {
-    type Value = ();
-
-    /// Scalars (and the end of the path) fail through "invalid type",
-    /// whose message includes this and whose position is the node's.
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(MARKER)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Some((Seg::Key(want), rest)) = self.segs.split_first() else {
-            return Err(de::Error::custom(MARKER));
-        };
-        while let Some(key) = map.next_key::<serde_yaml_ng::Value>()? {
-            if key.as_str() == Some(want) {
-                return map.next_value_seed(Walker { segs: rest });
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Err(de::Error::custom(MARKER))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Some((Seg::Index(want), rest)) = self.segs.split_first() else {
-            return Err(de::Error::custom(MARKER));
-        };
-        for _ in 0..*want {
-            if seq.next_element::<IgnoredAny>()?.is_none() {
-                return Err(de::Error::custom(MARKER));
-            }
-        }
-        match seq.next_element_seed(Walker { segs: rest })? {
-            Some(()) => Ok(()),
-            None => Err(de::Error::custom(MARKER)),
-        }
-    }
+    let steps: Vec<PathStep<'_>> = segs
+        .iter()
+        .map(|s| match s {
+            Seg::Key(k) => PathStep::Key(k),
+            Seg::Index(i) => PathStep::Index(*i),
+        })
+        .collect();
+    locate_in_document(doc, &steps)
 }
 
 #[cfg(test)]
