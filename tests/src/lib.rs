@@ -41,6 +41,9 @@ use std::{
 
 use serde_json::Value;
 
+pub mod envoy;
+pub mod mesh;
+
 /// The deterministic byte stream `/bytes/N` serves and large uploads send:
 /// byte `i` is `i % 251` (a prime period, so it never lines up with buffer
 /// or chunk sizes and a dropped or repeated slice changes the checksum).
@@ -313,7 +316,7 @@ pub fn refused_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     // SAFETY: the closure runs in the child between fork and exec; it only
     // calls prctl(2), which is async-signal-safe, and touches no memory of
     // the parent.
@@ -381,21 +384,27 @@ pub struct Backend {
 impl Backend {
     /// A backend answering with body `name`, not recording.
     pub fn start(name: &str) -> Backend {
-        Self::spawn(name, false)
+        Self::spawn(name, "127.0.0.1:0", false)
+    }
+
+    /// A backend answering with body `name`, listening on `listen`
+    /// (`IP:PORT`, port 0 for any), e.g. a "pod" address `127.0.0.7:0`.
+    pub fn start_on(name: &str, listen: &str) -> Backend {
+        Self::spawn(name, listen, false)
     }
 
     /// A backend that appends every byte it receives to its record file
     /// (read it with [`Backend::recorded`]).
     pub fn start_recording(name: &str) -> Backend {
-        Self::spawn(name, true)
+        Self::spawn(name, "127.0.0.1:0", true)
     }
 
-    fn spawn(name: &str, record: bool) -> Backend {
+    fn spawn(name: &str, listen: &str, record: bool) -> Backend {
         let dir = TempDir::new(&format!("backend-{name}"));
         let log = dir.path().join("testbed.log");
         let record = record.then(|| dir.path().join("record.bin"));
         let mut cmd = Command::new(testbed_bin());
-        cmd.args(["--listen", "127.0.0.1:0", "--name", name]);
+        cmd.args(["--listen", listen, "--name", name]);
         if let Some(r) = &record {
             cmd.arg("--record").arg(r);
         }

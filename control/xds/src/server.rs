@@ -96,6 +96,7 @@ impl ServerBuilder {
                 streams: Mutex::new(BTreeMap::new()),
                 next_stream_id: AtomicU64::new(1),
                 close: watch::channel(0).0,
+                waiting: watch::channel(0).0,
             }),
         }
     }
@@ -136,6 +137,8 @@ pub(crate) struct Inner {
     next_stream_id: AtomicU64,
     /// Bumped by [`XdsServer::close_streams`]; every stream then ends.
     close: watch::Sender<u64>,
+    /// Bumped whenever a stream starts waiting for an unpublished scope.
+    waiting: watch::Sender<u64>,
 }
 
 impl XdsServer {
@@ -194,6 +197,27 @@ impl XdsServer {
             .filter(|(_, tx)| tx.borrow().is_none() && tx.receiver_count() > 0)
             .map(|(k, _)| k.clone())
             .collect();
+        v.sort();
+        v
+    }
+
+    /// Changes whenever a stream starts waiting for a scope that was never
+    /// published (see [`XdsServer::waiting_scopes`]): a translator that
+    /// computes scopes on demand waits on this.
+    pub fn scope_requests(&self) -> watch::Receiver<u64> {
+        self.inner.waiting.subscribe()
+    }
+
+    /// Forget published scopes no connected stream uses, and return the
+    /// scopes that are left (published or waiting) — the ones worth
+    /// recomputing after a change. A forgotten scope is computed afresh
+    /// when a proxy of it connects again, so a proxy coming back after a
+    /// long absence is never served a snapshot that went stale while
+    /// nobody was listening.
+    pub fn retain_active_scopes(&self) -> Vec<ScopeKey> {
+        let mut scopes = self.inner.scopes.lock();
+        scopes.retain(|_, tx| tx.receiver_count() > 0);
+        let mut v: Vec<ScopeKey> = scopes.keys().cloned().collect();
         v.sort();
         v
     }
@@ -328,10 +352,15 @@ async fn drive<P, S>(
     let id = inner.next_stream_id.fetch_add(1, Ordering::Relaxed);
     let rx = {
         let mut scopes = inner.scopes.lock();
-        scopes
+        let rx = scopes
             .entry(scope.clone())
             .or_insert_with(|| watch::channel(None).0)
-            .subscribe()
+            .subscribe();
+        if rx.borrow().is_none() {
+            // Wake whoever computes scopes on demand.
+            inner.waiting.send_modify(|n| *n += 1);
+        }
+        rx
     };
     let cell = Arc::new(Mutex::new(StreamStatus {
         stream_id: id,

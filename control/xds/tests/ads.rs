@@ -399,6 +399,47 @@ async fn streams_wait_for_the_first_publish_of_their_scope() {
 }
 
 #[tokio::test]
+async fn scopes_are_requested_on_demand_and_forgotten_when_idle() {
+    let server = XdsServer::builder()
+        .scope_by(|n| ScopeKey::new(&n.cluster))
+        .build();
+    let addr = start(&server).await;
+    let mut requests = server.scope_requests();
+    requests.borrow_and_update();
+    let d = Delta::open(
+        addr,
+        DeltaDiscoveryRequest {
+            node: node("p1", "scope-a"),
+            ..subscribe(&lds(), &[])
+        },
+    )
+    .await;
+    // The computing side is woken and finds the scope to compute.
+    tokio::time::timeout(WAIT, requests.changed())
+        .await
+        .expect("a scope request")
+        .unwrap();
+    assert_eq!(server.waiting_scopes(), [ScopeKey::new("scope-a")]);
+    server.publish("scope-a", resources(&[(lds(), "a", "1")]));
+    // Published with nobody listening: forgotten on the next sweep, so
+    // it cannot go stale while nobody recomputes it.
+    server.publish("scope-idle", resources(&[(lds(), "a", "1")]));
+    assert_eq!(server.retain_active_scopes(), [ScopeKey::new("scope-a")]);
+    assert!(!server.is_published(&ScopeKey::new("scope-idle")));
+
+    // Once its last stream is gone, the scope goes too.
+    drop(d);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !server.retain_active_scopes().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "scope-a still active"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn refuse_policy_closes_unready_streams_with_unavailable() {
     let server = XdsServer::builder().not_ready(NotReady::Refuse).build();
     let addr = start(&server).await;
