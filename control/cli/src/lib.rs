@@ -1,19 +1,30 @@
-//! `ringmesh`, the command line of Ringmesh. Today it has one command,
-//! `ringmesh analyze`, which validates Istio YAML the way `istioctl
-//! analyze` does: every file and directory given is loaded as one
-//! [`ringmesh_istio::Model`] (so references across files resolve), the
-//! model's own per-resource diagnostics (RM0001–RM0013) are joined by the
-//! mesh-level analyzers of [`analyze::mesh`] (RM0101+), and the result is
-//! printed as a table, compiler-style lines, JSON or YAML, with an exit
-//! status a CI job can gate on. The other commands of the design (`demo`,
-//! `proxy-status`, `config-dump`, `tls-check`, `inject`) come later; they
-//! are left out of the binary rather than stubbed.
+//! `ringmesh`, the command line of Ringmesh.
+//!
+//! - `ringmesh analyze` validates Istio YAML the way `istioctl analyze`
+//!   does: every file and directory given is loaded as one
+//!   [`ringmesh_istio::Model`] (so references across files resolve), the
+//!   model's own per-resource diagnostics (RM0001–RM0013) are joined by
+//!   the mesh-level analyzers of [`analyze::mesh`] (RM0101+), and the
+//!   result is printed as a table, compiler-style lines, JSON or YAML,
+//!   with an exit status a CI job can gate on.
+//! - `ringmesh proxy-status` asks the control plane (its
+//!   `ringmesh.mesh.v1.MeshStatus` gRPC service) what every connected
+//!   proxy accepted or rejected, like `istioctl proxy-status`
+//!   ([`proxy_status`]).
+//! - `ringmesh config-dump` prints a proxy's live configuration from its
+//!   admin endpoint, filtered by type ([`config_dump`]).
+//!
+//! The other commands of the design (`demo`, `tls-check`, `inject`) come
+//! later; they are left out of the binary rather than stubbed.
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod analyze;
+pub mod config_dump;
+pub mod proxy_status;
 pub mod style;
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -26,14 +37,22 @@ Examples:
   kubectl kustomize overlays/prod | ringmesh analyze -
 
   # Machine-readable findings; fail on warnings too
-  ringmesh analyze -o json --failure-threshold warning config/";
+  ringmesh analyze -o json --failure-threshold warning config/
+
+  # Which proxies accepted their configuration (and which rejected it, why)
+  ringmesh proxy-status
+  ringmesh proxy-status reviews-v1
+
+  # What the local proxy runs
+  ringmesh config-dump --type listeners";
 
 /// Ringmesh's command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "ringmesh",
     version,
-    about = "Ringmesh's command line: check Istio configuration before it reaches the mesh",
+    about = "Ringmesh's command line: check Istio configuration before it reaches the mesh, and \
+             see what the proxies run",
     after_help = EXAMPLES,
     propagate_version = true,
     disable_help_subcommand = true
@@ -51,11 +70,38 @@ pub enum Command {
         after_help = analyze::EXAMPLES,
     )]
     Analyze(analyze::Args),
+    /// Show what each proxy connected to the control plane accepted (SYNCED, STALE, NACKED)
+    #[command(
+        long_about = proxy_status::LONG_ABOUT,
+        after_help = proxy_status::EXAMPLES,
+    )]
+    ProxyStatus(proxy_status::Args),
+    /// Print a proxy's live configuration from its admin endpoint
+    #[command(
+        long_about = config_dump::LONG_ABOUT,
+        after_help = config_dump::EXAMPLES,
+    )]
+    ConfigDump(config_dump::Args),
 }
 
 /// Run a parsed command line; the exit status is the command's.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze::main(&args),
+        Command::ProxyStatus(args) => proxy_status::main(&args),
+        Command::ConfigDump(args) => config_dump::main(&args),
+    }
+}
+
+/// The exit status once the output is written: a closed pipe (`| head`)
+/// is the reader's choice and keeps the status; another write error is 2.
+pub(crate) fn finish(written: std::io::Result<()>, status: u8) -> ExitCode {
+    match written.and_then(|()| std::io::stdout().flush()) {
+        Ok(()) => ExitCode::from(status),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(status),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot write the output: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -39,6 +39,8 @@ mod scope;
 mod server;
 mod sotw;
 mod status;
+#[cfg(feature = "status-api")]
+mod status_api;
 mod wire;
 
 #[cfg(feature = "test-util")]
@@ -51,4 +53,6 @@ pub use server::{NotReady, ServerBuilder, XdsServer};
 pub use status::{
     Acked, ErrorDetail, Nack, Protocol, Sent, StreamStatus, Subscription, SyncState, TypeStatus,
 };
+#[cfg(feature = "status-api")]
+pub use status_api::{reason_for, status_service, StatusService};
 pub use wire::{pack, unpack, Ads, AdsService};
