@@ -1,0 +1,181 @@
+//! `ringmesh-translate`: the mesh state (registry services and workloads,
+//! Istio resources) translated into the Envoy xDS v3 resources of one
+//! proxy — listeners, route configurations, clusters and load
+//! assignments — with Istio's names and layout, so that a real Envoy and
+//! Istio's tooling make sense of them. [`translate`] is pure and
+//! deterministic: the same state and [`ProxyNode`] give byte-identical
+//! resources whatever the order of the input lists, and proxies with
+//! equal `ProxyNode`s share one scope ([`ProxyNode::scope_key`]).
+//!
+//! ```text
+//! MeshState ─┐
+//! ProxyNode ─┴─ View (visible services, Sidecar, VS/DR per host) ─┬─ cds: Cluster + ClusterLoadAssignment
+//!                                                                  ├─ rds: RouteConfiguration
+//!                                                                  └─ lds: Listener
+//! ```
+//!
+//! Names: clusters `outbound|PORT|SUBSET|HOST`, `inbound|PORT||`,
+//! `PassthroughCluster`, `InboundPassthroughCluster`, `BlackHoleCluster`;
+//! route configurations `"PORT"` (or `http_proxy`); virtual hosts
+//! `HOST:PORT`; listeners `virtualOutbound`, `virtualInbound`,
+//! `0.0.0.0_PORT`, `inbound_IP_PORT`. Inbound `PORT` is the workload
+//! (target) port, as in Istio.
+//!
+//! Input that cannot be translated (a delegate route, a fault without a
+//! status, a ServiceEntry endpoint that is not an IP) is left out with a
+//! `tracing` warning; nothing input-driven panics.
+//!
+//! | Istio | Envoy | notes |
+//! | --- | --- | --- |
+//! | Service / ServiceEntry port | Cluster `outbound\|P\|\|H` (EDS over ADS) + ClusterLoadAssignment | ready workloads; weight; locality `region/zone/subzone` |
+//! | ServiceEntry `resolution` | STATIC → EDS, DNS → STRICT_DNS, DNS_ROUND_ROBIN → LOGICAL_DNS, NONE → ORIGINAL_DST | endpoints, `workloadSelector` |
+//! | DestinationRule `subsets` | Cluster `outbound\|P\|S\|H`, endpoints filtered by labels | |
+//! | `trafficPolicy` (+ `portLevelSettings`, subset) | most specific wins per field | |
+//! | `loadBalancer.simple` | `lb_policy` ROUND_ROBIN, LEAST_REQUEST, RANDOM; PASSTHROUGH → ORIGINAL_DST | default ROUND_ROBIN |
+//! | `loadBalancer.consistentHash` | RING_HASH / MAGLEV (`lb_config`) + route `hash_policy` | header, cookie, source IP, query parameter |
+//! | `loadBalancer.localityLbSetting` | `distribute` → locality weights; failover (with outlier detection) → priorities by proximity and `failover` | `failoverPriority` not yet |
+//! | `connectionPool` | `circuit_breakers` (unset = unlimited), `connect_timeout`, HttpProtocolOptions (max requests per connection, idle timeout, max connection duration, `h2UpgradePolicy`, `useClientProtocol`, `maxConcurrentStreams`), TCP keepalive | `tcp.idleTimeout` not yet |
+//! | port protocol `HTTP2`/`GRPC` | upstream HTTP/2 (HttpProtocolOptions) | |
+//! | `outlierDetection` | `outlier_detection`; `minHealthPercent` → `healthy_panic_threshold` | |
+//! | `tls` | `transport_socket` UpstreamTlsContext; ISTIO_MUTUAL: SDS `default` + `ROOTCA` over ADS, SPIFFE SANs of the service's accounts, Istio's SNI | `credentialName` not yet; no auto-mTLS |
+//! | VirtualService `http[].match` | `path`/`prefix`/`safe_regex`, `case_sensitive`; headers, `withoutHeaders` (inverted), method/authority/scheme as pseudo-headers; query parameters; one route per match | `sourceLabels`, `sourceNamespace`, `gateways`, `port` filter at translate time |
+//! | `route` | `cluster` or `weighted_clusters` (weights as given, total 100), per-destination headers | weight-0 destinations dropped |
+//! | `timeout` | `timeout` (0 = disabled, also the default) | |
+//! | `retries` | `retry_policy` only when attempts > 0: `retry_on` (status codes → `retriable_status_codes`), `per_try_timeout`, previous-hosts predicate, back-off | no implicit default policy; `retryRemoteLocalities` not yet |
+//! | `fault` | per-route `envoy.filters.http.fault` config + the fault filter before the router in that connection manager | `http2Error` not supported |
+//! | `mirror(s)`, `mirrorPercentage` | `request_mirror_policies` | |
+//! | `rewrite` | `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal` | |
+//! | `redirect`, `directResponse` | `redirect`, `direct_response` | `derivePort` not yet |
+//! | `headers` | `request/response_headers_to_add` (set = overwrite, add = append), `_to_remove` | |
+//! | `tcp` | `tcp_proxy` cluster / weighted clusters | `destinationSubnets` not yet |
+//! | `tls`, `delegate`, `corsPolicy` | — | not yet (warning) |
+//! | Sidecar `egress[].hosts` | which services get clusters and virtual hosts | an egress listener counts for its port (or all); no per-listener binds |
+//! | Sidecar `ingress[]` | the workload ports, `defaultEndpoint` (any loopback address: see below) | `bind`, `captureMode` not yet |
+//! | `outboundTrafficPolicy` | ALLOW_ANY → PassthroughCluster + `allow_any` vhost; REGISTRY_ONLY → BlackHoleCluster + `block_all` (502) | default ALLOW_ANY |
+//! | `exportTo` (services, VS, DR) | visibility from the proxy's namespace | |
+//! | PeerAuthentication, AuthorizationPolicy | — | not yet (the identity work) |
+//!
+//! Precedence where Istio merges: one VirtualService per host (exact host
+//! before wildcard, then the proxy's namespace, the service's, the root
+//! `istio-system`, then namespace/name) and one DestinationRule per host
+//! (one selecting the proxy first, then the same namespace order, exact
+//! before the longest wildcard). Istio merges several; Ringmesh warns.
+//!
+//! `defaultEndpoint` relaxation: Istio accepts only `127.0.0.1:PORT` (or
+//! `0.0.0.0:PORT`); any 127.0.0.0/8 address (and `[::1]`) is accepted
+//! here, because on a loopback test bed each "pod" has its own 127.0.0.x
+//! and its application listens on 127.0.0.1 at a port of its own.
+//!
+//! TCP without service IPs: a plain TCP port gets a `0.0.0.0_PORT`
+//! listener only when one visible TCP service uses it (else the traffic
+//! takes the catch-all); TLS/HTTPS ports get one listener with a filter
+//! chain per service by SNI. Without interception only HTTP goes through
+//! the proxy outbound.
+#![forbid(unsafe_code)]
+
+mod cds;
+mod lds;
+mod node;
+mod rds;
+mod view;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+pub use node::{Interception, ProxyNode};
+use ringmesh_registry::MeshState;
+use ringmesh_xds::Resources;
+use tracing::warn;
+
+use crate::{cds::Clusters, view::View};
+
+/// Mesh-wide settings of the translation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The cluster domain short names expand with (`cluster.local`).
+    pub domain_suffix: String,
+    /// The SPIFFE trust domain (`cluster.local`).
+    pub trust_domain: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            domain_suffix: ringmesh_istio::DEFAULT_DOMAIN_SUFFIX.to_owned(),
+            trust_domain: "cluster.local".to_owned(),
+        }
+    }
+}
+
+/// The resources of one proxy. Pure and deterministic: same inputs →
+/// byte-identical resources. Every type (LDS, RDS, CDS, EDS) is declared,
+/// so an empty set is an explicit answer.
+pub fn translate(state: &MeshState, proxy: &ProxyNode, opts: &Options) -> Resources {
+    let view = View::new(state, proxy, opts);
+    let redirect = proxy.interception == Interception::Redirect;
+    let inbound = view.inbound_ports();
+
+    let mut clusters = Clusters::default();
+    cds::fixed(redirect, &mut clusters);
+    cds::outbound(&view, &mut clusters);
+    cds::inbound(&inbound, &mut clusters);
+
+    let mut routes = Vec::new();
+    let listeners = if redirect {
+        let mut ports = BTreeMap::new();
+        for built in rds::per_port(&view) {
+            if let Ok(port) = built.config.name.parse::<u16>() {
+                ports.insert(port, built.uses_fault);
+            }
+            routes.push(built.config);
+        }
+        debug_assert_eq!(
+            ports.keys().copied().collect::<Vec<_>>(),
+            rds::outbound_http_ports(&view)
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+        lds::redirect(&view, &ports, &inbound)
+    } else {
+        let built = rds::http_proxy(&view);
+        let uses_fault = built.uses_fault;
+        routes.push(built.config);
+        match proxy.ip {
+            Some(ip) => lds::none(ip, uses_fault, &inbound),
+            None => {
+                warn!(
+                    namespace = proxy.namespace,
+                    "INTERCEPTION_MODE NONE needs the proxy's IP (INSTANCE_IPS or the node id) \
+                     to bind its listeners; no listeners"
+                );
+                Vec::new()
+            }
+        }
+    };
+
+    let mut out = Resources::new();
+    for t in [
+        wire::type_url::<wire::listener::Listener>(),
+        wire::type_url::<wire::route::RouteConfiguration>(),
+        wire::type_url::<wire::cluster::Cluster>(),
+        wire::type_url::<wire::endpoint::ClusterLoadAssignment>(),
+    ] {
+        out.declare(t);
+    }
+    for l in &listeners {
+        out.insert(wire::resource(&l.name, l));
+    }
+    for r in &routes {
+        out.insert(wire::resource(&r.name, r));
+    }
+    for c in &clusters.clusters {
+        out.insert(wire::resource(&c.name, c));
+    }
+    for a in &clusters.assignments {
+        out.insert(wire::resource(&a.cluster_name, a));
+    }
+    out
+}
