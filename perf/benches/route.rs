@@ -11,31 +11,33 @@ const ROUTES: usize = 1_000;
 /// 10 virtual hosts; the last one has 1,000 routes: 500 exact paths, then
 /// 499 prefixes, then a catch-all `/`.
 fn vhosts() -> Vec<VirtualHost> {
-    let action = |i: usize| RouteAction {
-        cluster: Arc::from(format!("svc-{}", i % 50)),
-        cluster_idx: (i % 50) as u32,
-        timeout: Some(Duration::from_secs(15)),
+    let action = |i: usize| {
+        RouteAction::cluster(
+            Arc::from(format!("svc-{}", i % 50)),
+            (i % 50) as u32,
+            Some(Duration::from_secs(15)),
+        )
     };
     let mut routes = Vec::with_capacity(ROUTES);
     for i in 0..ROUTES / 2 {
-        routes.push(Route {
-            name: Arc::from(format!("exact-{i}")),
-            path: PathMatch::Exact(format!("/api/v1/service-{i}/items").into()),
-            action: action(i),
-        });
+        routes.push(Route::new(
+            &format!("exact-{i}"),
+            PathMatch::Exact(format!("/api/v1/service-{i}/items").into()),
+            action(i),
+        ));
     }
     for i in 0..ROUTES / 2 - 1 {
-        routes.push(Route {
-            name: Arc::from(format!("prefix-{i}")),
-            path: PathMatch::Prefix(format!("/static/bundle-{i}/").into()),
-            action: action(i),
-        });
+        routes.push(Route::new(
+            &format!("prefix-{i}"),
+            PathMatch::Prefix(format!("/static/bundle-{i}/").into()),
+            action(i),
+        ));
     }
-    routes.push(Route {
-        name: Arc::from("default"),
-        path: PathMatch::Prefix("/".into()),
-        action: action(0),
-    });
+    routes.push(Route::new(
+        "default",
+        PathMatch::Prefix("/".into()),
+        action(0),
+    ));
     let mut v: Vec<VirtualHost> = (0..9)
         .map(|i| VirtualHost {
             name: Arc::from(format!("other-{i}")),
@@ -43,11 +45,7 @@ fn vhosts() -> Vec<VirtualHost> {
                 format!("other-{i}.example.com").into(),
                 format!("*.other-{i}.example.org").into(),
             ],
-            routes: vec![Route {
-                name: Arc::from("all"),
-                path: PathMatch::Prefix("/".into()),
-                action: action(i),
-            }],
+            routes: vec![Route::new("all", PathMatch::Prefix("/".into()), action(i))],
         })
         .collect();
     v.push(VirtualHost {

@@ -9,11 +9,18 @@ use std::{
     time::Duration,
 };
 
-use ringmesh_route::{PathMatch, Route, RouteAction, RouteTable, VirtualHost};
+use ringmesh_route::{
+    ClusterRef, Destination, HeaderMatch, HeaderMatcher, PathMatch, QueryMatch,
+    QueryParameterMatcher, Route, RouteAction, RouteTable, StringMatch, StringMatcher, VirtualHost,
+    WeightedCluster, WeightedClusters,
+};
 
 use crate::{
     fnv1a64,
-    model::{ClusterSpec, ListenerProtocol, ProxyConfig, RouteConfigSpec},
+    model::{
+        ClusterSpec, HeaderMatchSpec, ListenerProtocol, ProxyConfig, QueryParameterMatchSpec,
+        RouteConfigSpec, RouteSpec,
+    },
     parse_duration, Cluster, ClusterKind, ConfigError, Endpoint, LbPolicy, Listener, ListenerKind,
     ProxyLimits, Snapshot,
 };
@@ -80,6 +87,9 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
         }
         if x.node_id.trim().is_empty() {
             xds_errs.add("xds.node_id", "must not be empty");
+        }
+        if x.metadata.contains_key("") {
+            xds_errs.add("xds.metadata", "keys must not be empty");
         }
     }
 
@@ -227,52 +237,15 @@ fn compile_route_configs(
 
         let mut vhosts = Vec::with_capacity(rc.virtual_hosts.len());
         for (v, vh) in rc.virtual_hosts.iter().enumerate() {
-            let mut routes = Vec::with_capacity(vh.routes.len());
-            for (r, route) in vh.routes.iter().enumerate() {
-                let at = |f: &str| format!("route_configs[{i}].virtual_hosts[{v}].routes[{r}].{f}");
-                // Invalid entries still produce a placeholder route so that the
-                // indexes in the route table's own errors stay aligned.
-                let path = match (&route.matcher.prefix, &route.matcher.exact) {
-                    (Some(p), None) => PathMatch::Prefix(p.as_str().into()),
-                    (None, Some(e)) => PathMatch::Exact(e.as_str().into()),
-                    (None, None) => {
-                        errs.add(at("match"), "one of prefix or exact is required");
-                        PathMatch::Prefix("/".into())
-                    }
-                    (Some(_), Some(_)) => {
-                        errs.add(at("match"), "prefix and exact are mutually exclusive");
-                        PathMatch::Prefix("/".into())
-                    }
-                };
-                let (cluster, cluster_idx) = match cluster_by_name.get(route.cluster.as_str()) {
-                    Some(&idx) => (Arc::clone(&clusters[idx as usize].name), idx),
-                    None => {
-                        errs.add(
-                            at("cluster"),
-                            format!("unknown cluster {:?}", route.cluster),
-                        );
-                        (route.cluster.as_str().into(), 0)
-                    }
-                };
-                let timeout = match route.timeout.as_deref().map(parse_duration) {
-                    None => Some(DEFAULT_ROUTE_TIMEOUT),
-                    Some(Ok(d)) if d.is_zero() => None,
-                    Some(Ok(d)) => Some(d),
-                    Some(Err(reason)) => {
-                        errs.add(at("timeout"), reason);
-                        None
-                    }
-                };
-                routes.push(Route {
-                    name: route.name.as_deref().unwrap_or("").into(),
-                    path,
-                    action: RouteAction {
-                        cluster,
-                        cluster_idx,
-                        timeout,
-                    },
-                });
-            }
+            let routes = vh
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(r, route)| {
+                    let at = format!("route_configs[{i}].virtual_hosts[{v}].routes[{r}]");
+                    compile_route(route, &at, clusters, cluster_by_name, errs)
+                })
+                .collect();
             vhosts.push(VirtualHost {
                 name: vh.name.as_str().into(),
                 domains: vh.domains.iter().map(|d| d.as_str().into()).collect(),
@@ -295,9 +268,10 @@ fn compile_route_configs(
                 tables.push(None);
             }
         }
-        // The route table's own errors (names, domains, paths) arrive after
-        // ours (matches, clusters, timeouts): interleave them so that this
-        // config's errors read top to bottom. The sort is stable.
+        // The route table's own errors (names, domains, paths, conditions)
+        // arrive after ours (matches, clusters, timeouts): interleave them
+        // so that this config's errors read top to bottom. The sort is
+        // stable.
         let prefix_len = format!("route_configs[{i}]").len();
         errs.0[before..].sort_by_key(|e| {
             position_in_route_config(&e.field.as_deref().unwrap_or("")[prefix_len..])
@@ -306,18 +280,263 @@ fn compile_route_configs(
     tables
 }
 
-/// `(virtual host, route)` indexes of a field under one route config
-/// (`.virtual_hosts[1].routes[2].cluster` → `(Some(1), Some(2))`).
-fn position_in_route_config(field: &str) -> (Option<usize>, Option<usize>) {
+/// One route of the model. Invalid parts still produce placeholders (a
+/// `/` prefix, a presence check, cluster 0) so that the indexes in the
+/// route table's own errors stay aligned with the file.
+fn compile_route(
+    route: &RouteSpec,
+    at: &str,
+    clusters: &[Arc<Cluster>],
+    cluster_by_name: &ClusterIndex,
+    errs: &mut Errors,
+) -> Route {
+    let m = &route.matcher;
+    let paths: Vec<(&str, &String)> = [
+        ("prefix", &m.prefix),
+        ("exact", &m.exact),
+        ("regex", &m.regex),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    let path = match paths.as_slice() {
+        [("prefix", p)] => PathMatch::Prefix(p.as_str().into()),
+        [("exact", p)] => PathMatch::Exact(p.as_str().into()),
+        [(_, p)] => PathMatch::Regex(p.as_str().into()),
+        [] => {
+            errs.add(
+                format!("{at}.match"),
+                "one of prefix, exact or regex is required",
+            );
+            PathMatch::Prefix("/".into())
+        }
+        several => {
+            errs.add(
+                format!("{at}.match"),
+                only_one("prefix, exact and regex", several),
+            );
+            PathMatch::Prefix("/".into())
+        }
+    };
+    let headers = m
+        .headers
+        .iter()
+        .enumerate()
+        .map(|(h, spec)| header_matcher(spec, &format!("{at}.match.headers[{h}]"), errs))
+        .collect();
+    let query_parameters = m
+        .query_parameters
+        .iter()
+        .enumerate()
+        .map(|(q, spec)| query_matcher(spec, &format!("{at}.match.query_parameters[{q}]"), errs))
+        .collect();
+
+    let mut resolve = |name: &str, field: String| match cluster_by_name.get(name) {
+        Some(&idx) => ClusterRef {
+            name: Arc::clone(&clusters[idx as usize].name),
+            index: idx,
+        },
+        None => {
+            errs.add(field, format!("unknown cluster {name:?}"));
+            ClusterRef {
+                name: name.into(),
+                index: 0,
+            }
+        }
+    };
+    let placeholder = || {
+        Destination::Cluster(ClusterRef {
+            name: "".into(),
+            index: 0,
+        })
+    };
+    let destination = match (&route.cluster, &route.weighted_clusters) {
+        (Some(c), None) => Destination::Cluster(resolve(c, format!("{at}.cluster"))),
+        (None, Some(split)) => {
+            let entries = split
+                .iter()
+                .enumerate()
+                .map(|(k, w)| WeightedCluster {
+                    cluster: resolve(&w.cluster, format!("{at}.weighted_clusters[{k}].cluster")),
+                    weight: w.weight,
+                })
+                .collect();
+            match WeightedClusters::new(entries) {
+                Ok(w) => Destination::Weighted(w),
+                Err(reason) => {
+                    errs.add(format!("{at}.weighted_clusters"), reason);
+                    placeholder()
+                }
+            }
+        }
+        (None, None) => {
+            errs.add(at, "one of cluster or weighted_clusters is required");
+            placeholder()
+        }
+        (Some(_), Some(_)) => {
+            errs.add(
+                format!("{at}.weighted_clusters"),
+                "cluster and weighted_clusters are mutually exclusive",
+            );
+            placeholder()
+        }
+    };
+    let timeout = match route.timeout.as_deref().map(parse_duration) {
+        None => Some(DEFAULT_ROUTE_TIMEOUT),
+        Some(Ok(d)) if d.is_zero() => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(reason)) => {
+            errs.add(format!("{at}.timeout"), reason);
+            None
+        }
+    };
+    Route {
+        name: route.name.as_deref().unwrap_or("").into(),
+        path,
+        path_ignore_case: m.ignore_case,
+        headers,
+        query_parameters,
+        action: RouteAction {
+            destination,
+            timeout,
+        },
+    }
+}
+
+/// `only one of {what} may be given (got a and b)`.
+fn only_one<T>(what: &str, given: &[(&str, T)]) -> String {
+    let names: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+    format!(
+        "only one of {what} may be given (got {})",
+        names.join(" and ")
+    )
+}
+
+const VALUE_RULES: &str = "exact, prefix, suffix, contains, regex";
+
+/// The one value rule or presence check of a header / query matcher.
+/// `Err` when there is none or more than one (reported at `at`).
+fn value_rule(
+    fields: [(&'static str, &Option<String>); 5],
+    present: Option<bool>,
+    ignore_case: bool,
+    at: &str,
+    errs: &mut Errors,
+) -> Option<Result<StringMatcher, bool>> {
+    let mut given: Vec<(&str, Option<&String>)> = fields
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, Some(v))))
+        .collect();
+    if present.is_some() {
+        given.push(("present", None));
+    }
+    match given.as_slice() {
+        [] => {
+            errs.add(at, format!("one of {VALUE_RULES} or present is required"));
+            None
+        }
+        [("present", None)] => {
+            if ignore_case {
+                errs.add(
+                    format!("{at}.ignore_case"),
+                    "applies only to exact, prefix, suffix and contains",
+                );
+            }
+            present.map(Err)
+        }
+        [(key, Some(v))] => {
+            let v = v.as_str().into();
+            let pattern = match *key {
+                "exact" => StringMatch::Exact(v),
+                "prefix" => StringMatch::Prefix(v),
+                "suffix" => StringMatch::Suffix(v),
+                "contains" => StringMatch::Contains(v),
+                _ => StringMatch::Regex(v),
+            };
+            Some(Ok(StringMatcher {
+                pattern,
+                ignore_case,
+            }))
+        }
+        several => {
+            errs.add(at, only_one(&format!("{VALUE_RULES} and present"), several));
+            None
+        }
+    }
+}
+
+fn header_matcher(spec: &HeaderMatchSpec, at: &str, errs: &mut Errors) -> HeaderMatcher {
+    let fields = [
+        ("exact", &spec.exact),
+        ("prefix", &spec.prefix),
+        ("suffix", &spec.suffix),
+        ("contains", &spec.contains),
+        ("regex", &spec.regex),
+    ];
+    let rule = match value_rule(fields, spec.present, spec.ignore_case, at, errs) {
+        Some(Ok(sm)) => HeaderMatch::Value(sm),
+        Some(Err(present)) => HeaderMatch::Present(present),
+        None => HeaderMatch::Present(true),
+    };
+    HeaderMatcher {
+        name: spec.name.as_str().into(),
+        rule,
+        invert: spec.invert,
+        treat_missing_as_empty: spec.treat_missing_as_empty,
+    }
+}
+
+fn query_matcher(
+    spec: &QueryParameterMatchSpec,
+    at: &str,
+    errs: &mut Errors,
+) -> QueryParameterMatcher {
+    let fields = [
+        ("exact", &spec.exact),
+        ("prefix", &spec.prefix),
+        ("suffix", &spec.suffix),
+        ("contains", &spec.contains),
+        ("regex", &spec.regex),
+    ];
+    let rule = match value_rule(fields, spec.present, spec.ignore_case, at, errs) {
+        Some(Ok(sm)) => QueryMatch::Value(sm),
+        Some(Err(present)) => QueryMatch::Present(present),
+        None => QueryMatch::Present(true),
+    };
+    QueryParameterMatcher {
+        name: spec.name.as_str().into(),
+        rule,
+    }
+}
+
+/// Where a field under one route config is, for ordering errors:
+/// `(virtual host, route, part of the route)`, e.g.
+/// `.virtual_hosts[1].routes[2].match.headers[3].name` → `(1, 2, (1, 3))`.
+/// The parts of a route read: path, headers, query parameters, the rest.
+type RouteConfigPosition = (Option<usize>, Option<usize>, (u8, usize));
+
+fn position_in_route_config(field: &str) -> RouteConfigPosition {
     fn index<'a>(s: &'a str, key: &str) -> Option<(usize, &'a str)> {
         let rest = s.strip_prefix(key)?;
         let close = rest.find(']')?;
         Some((rest[..close].parse().ok()?, &rest[close + 1..]))
     }
-    match index(field, ".virtual_hosts[") {
-        None => (None, None),
-        Some((v, rest)) => (Some(v), index(rest, ".routes[").map(|(r, _)| r)),
-    }
+    let Some((v, rest)) = index(field, ".virtual_hosts[") else {
+        return (None, None, (0, 0));
+    };
+    let Some((r, rest)) = index(rest, ".routes[") else {
+        return (Some(v), None, (0, 0));
+    };
+    let part = if let Some((h, _)) = index(rest, ".match.headers[") {
+        (1, h)
+    } else if let Some((q, _)) = index(rest, ".match.query_parameters[") {
+        (2, q)
+    } else if rest.is_empty() || rest.starts_with(".match") {
+        (0, 0)
+    } else {
+        (3, 0)
+    };
+    (Some(v), Some(r), part)
 }
 
 fn compile_listeners(

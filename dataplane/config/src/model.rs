@@ -40,8 +40,26 @@
 //!   max_request_body_bytes: 1048576   # no limit unless set
 //! ```
 //!
+//! A route may also match a regex path, headers and query parameters, and
+//! split its traffic by weight (see `docs/CONFIG.md`):
+//!
+//! ```yaml
+//! - match:
+//!     regex: "/reviews/[0-9]+"       # instead of prefix / exact
+//!     headers:                       # all must hold
+//!       - { name: end-user, exact: jason }
+//!       - { name: ":method", regex: "GET|HEAD" }
+//!     query_parameters:              # all must hold
+//!       - { name: debug, present: true }
+//!   weighted_clusters:               # instead of cluster
+//!     - { cluster: reviews-v1, weight: 90 }
+//!     - { cluster: reviews-v2, weight: 10 }
+//! ```
+//!
 //! Implementation note: field names above are the contract other crates and
 //! tests rely on. Each struct derives `Serialize` too (for `/config_dump`).
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +95,11 @@ pub struct XdsSpec {
     /// may scope configuration by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_cluster: Option<String>,
+    /// Sent as the node's `metadata` Struct: strings or any JSON/YAML
+    /// value (Istio's `NAMESPACE`, `LABELS`, `INSTANCE_IPS`,
+    /// `INTERCEPTION_MODE`, `SERVICE_ACCOUNT`, `WORKLOAD_NAME`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,7 +157,12 @@ pub struct RouteSpec {
     pub name: Option<String>,
     #[serde(rename = "match")]
     pub matcher: RouteMatchSpec,
-    pub cluster: String,
+    /// Exactly one of `cluster` and `weighted_clusters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Split by weight (Envoy's `weighted_clusters`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_clusters: Option<Vec<WeightedClusterSpec>>,
     /// Duration string; `0s` disables; default 15s.
     #[serde(
         default,
@@ -144,7 +172,28 @@ pub struct RouteSpec {
     pub timeout: Option<String>,
 }
 
-/// Exactly one of `prefix` / `exact`.
+impl RouteSpec {
+    /// The clusters this route may send to (one, or each of a split).
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.cluster.as_deref().into_iter().chain(
+            self.weighted_clusters
+                .iter()
+                .flatten()
+                .map(|w| w.cluster.as_str()),
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedClusterSpec {
+    pub cluster: String,
+    /// 0 or more; the weights of a route must add up to 1..=4294967295.
+    pub weight: u32,
+}
+
+/// Exactly one of `prefix` / `exact` / `regex`, plus optional header and
+/// query-parameter conditions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatchSpec {
@@ -152,6 +201,70 @@ pub struct RouteMatchSpec {
     pub prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exact: Option<String>,
+    /// Must match the whole path (without the query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// Compare `prefix` / `exact` ASCII case-insensitively (Envoy's
+    /// `case_sensitive: false`, Istio's `ignoreUriCase`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_case: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatchSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_parameters: Vec<QueryParameterMatchSpec>,
+}
+
+/// Envoy's `HeaderMatcher`: exactly one of `exact`, `prefix`, `suffix`,
+/// `contains`, `regex`, `present`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchSpec {
+    /// Case-insensitive; `:method`, `:authority`, `:path`, `:scheme` too.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    /// `true`: the header is present; `false`: it is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
+    /// Negate the result (a missing header still fails a value rule).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invert: bool,
+    /// ASCII case-insensitive `exact` / `prefix` / `suffix` / `contains`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_case: bool,
+    /// Match a missing header as the empty value.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub treat_missing_as_empty: bool,
+}
+
+/// Envoy's `QueryParameterMatcher`: exactly one of `exact`, `prefix`,
+/// `suffix`, `contains`, `regex`, `present`, on the first raw value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParameterMatchSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<bool>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_case: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,8 @@ pub struct Snapshot {
     #[serde(serialize_with = "hex_version")]
     pub version: u64,
     pub listeners: Vec<Listener>,
-    /// Index = `RouteAction::cluster_idx`.
+    /// Indexed by `ClusterRef::index` (routes) and `cluster_idx` (TCP
+    /// listeners).
     pub clusters: Vec<Arc<Cluster>>,
     #[serde(skip)]
     pub cluster_by_name: HashMap<Arc<str>, u32>,

@@ -8,6 +8,8 @@ use std::{
 use super::*;
 use crate::compile::{parse_listen_addr, parse_upstream_addr};
 
+mod l7;
+
 /// The example from the `model` module documentation, verbatim.
 const DOC_EXAMPLE: &str = r#"
 admin: { address: 127.0.0.1:15000 }
@@ -48,6 +50,14 @@ limits:                      # all optional, defaults shown
   drain_timeout: 5s
   max_connections_per_shard: 16384
 "#;
+
+/// The one cluster of a route (panics on a weighted split).
+fn single(r: &ringmesh_route::Route) -> &ringmesh_route::ClusterRef {
+    match &r.action.destination {
+        ringmesh_route::Destination::Cluster(c) => c,
+        other => panic!("not a single cluster: {other:?}"),
+    }
+}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -110,11 +120,11 @@ fn documented_example_compiles() {
     };
     assert_eq!(&*routes.name, "main");
     let r = routes.route(b"API.example.com:8080", b"/anything").unwrap();
-    assert_eq!((&*r.action.cluster, r.action.cluster_idx), ("web", 0));
+    assert_eq!((&*single(r).name, single(r).index), ("web", 0));
     assert_eq!(r.action.timeout, Some(Duration::from_secs(15)));
     assert_eq!(&*r.name, "");
     // The route shares the cluster's name rather than copying it.
-    assert!(Arc::ptr_eq(&r.action.cluster, &web.name));
+    assert!(Arc::ptr_eq(&single(r).name, &web.name));
 
     let db = &snap.listeners[1];
     let ListenerKind::Tcp {
@@ -252,13 +262,13 @@ route_configs:
       - name: v
         domains: [\"*\"]
         routes:
-          - match: { prefix: /, regex: x }
+          - match: { prefix: /, regx: x }
             cluster: c
 ";
     assert_eq!(
         load_errors(text),
-        ["proxy.yaml:7:33: route_configs[0].virtual_hosts[0].routes[0].match.regex: unknown field `regex`, \
-          expected `prefix` or `exact`"]
+        ["proxy.yaml:7:33: route_configs[0].virtual_hosts[0].routes[0].match.regx: unknown field `regx`, \
+          expected one of `prefix`, `exact`, `regex`, `ignore_case`, `headers`, `query_parameters`"]
     );
     assert_eq!(
         load_errors("limits:\n  idle: 1s\n"),
@@ -409,11 +419,11 @@ limits:
         r#"proxy.yaml:18:14: listeners[3].cluster: unknown cluster "nope""#,
         r#"proxy.yaml:19:5: listeners[4].cluster: required for a tcp listener"#,
         r#"proxy.yaml:26:34: route_configs[0].virtual_hosts[0].domains[1]: at most one wildcard '*' is allowed"#,
-        r#"proxy.yaml:28:20: route_configs[0].virtual_hosts[0].routes[0].match: one of prefix or exact is required"#,
-        r#"proxy.yaml:30:20: route_configs[0].virtual_hosts[0].routes[1].match: prefix and exact are mutually exclusive"#,
+        r#"proxy.yaml:28:20: route_configs[0].virtual_hosts[0].routes[0].match: one of prefix, exact or regex is required"#,
+        r#"proxy.yaml:30:20: route_configs[0].virtual_hosts[0].routes[1].match: only one of prefix, exact and regex may be given (got prefix and exact)"#,
+        r#"proxy.yaml:32:30: route_configs[0].virtual_hosts[0].routes[2].match.prefix: "api" must start with "/""#,
         r#"proxy.yaml:33:22: route_configs[0].virtual_hosts[0].routes[2].cluster: unknown cluster "x""#,
         r#"proxy.yaml:34:22: route_configs[0].virtual_hosts[0].routes[2].timeout: invalid duration "1.5": missing unit (expected e.g. 250ms, 15s, 1m, 1h)"#,
-        r#"proxy.yaml:32:30: route_configs[0].virtual_hosts[0].routes[2].match.prefix: "api" must start with "/""#,
         r#"proxy.yaml:37:22: route_configs[0].virtual_hosts[0].routes[3].timeout: invalid duration "soon" (expected a number and a unit: 250ms, 15s, 1m, 1h, 1.5s)"#,
         r#"proxy.yaml:38:15: route_configs[0].virtual_hosts[1].name: duplicate virtual host name "v" (first at virtual_hosts[0])"#,
         r#"proxy.yaml:39:19: route_configs[0].virtual_hosts[1].domains[0]: duplicate domain "EXAMPLE.com" (first at virtual_hosts[0].domains[0])"#,
@@ -686,8 +696,8 @@ fn proxy_example_is_what_the_docs_say() {
         panic!()
     };
     let r = routes.route(b"localhost:15080", b"/").unwrap();
-    assert_eq!(&*r.action.cluster, "backend");
-    let backend = &snap.clusters[r.action.cluster_idx as usize];
+    assert_eq!(&*single(r).name, "backend");
+    let backend = &snap.clusters[single(r).index as usize];
     assert_eq!(
         &*backend.endpoints,
         &[Endpoint {
@@ -780,21 +790,18 @@ fn big_realistic_config() {
     let r = routes
         .route(b"svc7.default.svc.cluster.local", b"/api/v1/res4/items")
         .unwrap();
-    assert_eq!((&*r.name, &*r.action.cluster), ("svc7-r4", "svc11"));
-    assert_eq!(
-        snap.clusters[r.action.cluster_idx as usize].name,
-        r.action.cluster
-    );
+    assert_eq!((&*r.name, &*single(r).name), ("svc7-r4", "svc11"));
+    assert_eq!(snap.clusters[single(r).index as usize].name, single(r).name);
     assert_eq!(r.action.timeout, Some(Duration::from_secs(30)));
     // Exact routes match only exactly; then the catch-all of the vhost.
     let r = routes.route(b"SVC7:80", b"/api/v0/res3").unwrap();
     assert_eq!((&*r.name, r.action.timeout), ("svc7-r3", None));
     let r = routes.route(b"svc7:80", b"/api/v0/res3/x").unwrap();
-    assert_eq!(&*r.action.cluster, "svc7");
+    assert_eq!(&*single(r).name, "svc7");
     let r = routes.route(b"a.svc39.example.com:443", b"/").unwrap();
-    assert_eq!(&*r.action.cluster, "svc39");
+    assert_eq!(&*single(r).name, "svc39");
     let r = routes.route(b"unknown.example.org", b"/x").unwrap();
-    assert_eq!(&*r.action.cluster, "passthrough");
+    assert_eq!(&*single(r).name, "passthrough");
     assert_eq!(snap.limits.http1.max_head_bytes, 96 * 1024);
     assert_eq!(snap.limits.idle_timeout, Duration::from_secs(300));
 

@@ -122,7 +122,7 @@ async fn run_xds(
     let node = ringmesh_xds_client::NodeIdentity {
         id: spec.node_id.clone(),
         cluster: spec.node_cluster.clone().unwrap_or_default(),
-        metadata: Default::default(),
+        metadata: spec.metadata.clone(),
     };
     tracing::info!(control_plane = %endpoint, node = %spec.node_id, "fetching configuration over Delta ADS");
     let on_update = move |cfg: ringmesh_config::model::ProxyConfig, version: u64| {

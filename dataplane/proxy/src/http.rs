@@ -28,6 +28,7 @@ use ringmesh_http1::{
 use ringmesh_metrics::Counter;
 
 use crate::{
+    routing::{request_view, HeadHeaders},
     shard::ShardCtx,
     stats::{class_index, ListenerStats},
     upstream::{acquire, ConnectError, Upstream},
@@ -363,8 +364,10 @@ impl Conn {
                     .await
             }
         };
-        let Some(route) = routes.route(head.authority.get(&self.rbuf), head.path.get(&self.rbuf))
-        else {
+        // Path, header and query conditions read the head in place.
+        let headers = HeadHeaders::new(&self.rbuf, head);
+        let request = request_view(&self.rbuf, head, &headers, b"http");
+        let Some(route) = routes.route_request(&request) else {
             if matches!(after_local, Next::KeepAlive) {
                 // No body: the request ends with its head. Consume it so
                 // the next request on this connection is read next.
@@ -375,7 +378,10 @@ impl Conn {
                 .local_reply(ctx, ls, start, 404, "route not found", after_local)
                 .await;
         };
-        let cluster = snap.clusters[route.action.cluster_idx as usize].clone();
+        // A weighted split draws from the shard's generator; the picked
+        // cluster is what pools, endpoints and stats see.
+        let picked = route.action.pick(|| ctx.next_u64());
+        let cluster = snap.clusters[picked.index as usize].clone();
         let req_deadline = route.action.timeout.map(|t| start + t);
         let ccells = ctx.stats.cluster(cluster.id, &cluster.name);
         let method: Method = head.method;

@@ -7,13 +7,15 @@
 //! They share only the [`shared::Shared`] state: an `arc-swap`ped snapshot,
 //! flags, and single-writer metric cells.
 //!
-//! Modules: [`http`] (HTTP/1.1 proxying), [`tcp`] (L4), [`upstream`]
+//! Modules: [`http`] (HTTP/1.1 proxying), [`routing`] (the head as the
+//! route table sees it), [`tcp`] (L4), [`upstream`]
 //! (endpoint choice, connect, pools), [`shard`] (listener lifecycle, accept),
 //! [`control`] (reload, signals, drain), [`admin`], [`stats`].
 
 pub mod admin;
 pub mod control;
 pub mod http;
+pub mod routing;
 pub mod shard;
 pub mod shared;
 pub mod signal;

@@ -77,9 +77,9 @@ impl ShardCtx {
         cur.clone()
     }
 
-    /// xorshift64*: fast, shard-local, good enough for request ids (not for
-    /// anything secret).
-    fn next_u64(&self) -> u64 {
+    /// xorshift64*: fast, shard-local, good enough for request ids and
+    /// weighted cluster picks (not for anything secret).
+    pub fn next_u64(&self) -> u64 {
         let mut x = self.rng.get();
         x ^= x >> 12;
         x ^= x << 25;

@@ -4,25 +4,40 @@
 //! and then only read, lock-free, by every shard. Matching follows Envoy's
 //! semantics: the virtual host is chosen by authority (exact domain, then the
 //! longest `*.suffix` / `prefix.*` wildcard, then `*`), and within it the
-//! *first* route in configuration order whose match holds wins. The compiled
-//! form keeps that order while avoiding a linear scan over every route:
-//! domains are hashed (wildcards grouped by length, longest first), and each
-//! virtual host's paths, prefix and exact alike, live in one radix tree whose
-//! nodes remember the lowest route index ending there. A lookup is one walk
-//! down the request path, whatever the number of routes, and never allocates.
+//! *first* route in configuration order whose match holds wins — its path
+//! (exact, prefix or full-match regex) and every header and query-parameter
+//! condition ([`matcher`]). The compiled form keeps that order while
+//! avoiding a linear scan over every route: domains are hashed (wildcards
+//! grouped by length, longest first), and each virtual host's exact and
+//! prefix paths live in one radix tree whose nodes remember the lowest route
+//! index ending there. A lookup is one walk down the request path, whatever
+//! the number of routes; only routes with a regex or case-insensitive path
+//! or extra conditions that come before the best plain match are then
+//! checked, in order. Plain lookups never allocate.
+//!
+//! A route sends its requests to one cluster or splits them by weight
+//! ([`Destination`]).
 #![forbid(unsafe_code)]
 
 mod domain;
+pub mod matcher;
 mod path;
 mod ser;
 #[cfg(test)]
 mod tests;
+mod weighted;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use domain::{classify, strip_port, with_lowercase, DomainIndex};
+use matcher::{CompiledHeader, CompiledQuery, Conditions, FullRegex};
+pub use matcher::{
+    HeaderMatch, HeaderMatcher, HeaderSource, NoHeaders, QueryMatch, QueryParameterMatcher,
+    Request, StringMatch, StringMatcher,
+};
 use path::{Kind, PathIndex};
 pub use ser::format_duration;
+pub use weighted::{ClusterRef, Destination, WeightedCluster, WeightedClusters};
 
 /// How a route matches the request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,18 +46,35 @@ pub enum PathMatch {
     Exact(Box<str>),
     /// The path starts with this (`/` matches everything).
     Prefix(Box<str>),
+    /// The whole path (without query) matches this regex (Envoy's
+    /// `safe_regex`).
+    Regex(Box<str>),
 }
 
 /// Where a matched request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteAction {
-    /// Cluster name (for metrics/logs).
-    pub cluster: Arc<str>,
-    /// Index of the cluster in the snapshot's cluster list.
-    pub cluster_idx: u32,
+    pub destination: Destination,
     /// Whole-request timeout (Envoy's route `timeout`, default 15 s);
     /// `None` disables it.
     pub timeout: Option<Duration>,
+}
+
+impl RouteAction {
+    /// To one cluster.
+    pub fn cluster(name: Arc<str>, index: u32, timeout: Option<Duration>) -> RouteAction {
+        RouteAction {
+            destination: Destination::Cluster(ClusterRef { name, index }),
+            timeout,
+        }
+    }
+
+    /// The cluster for this request; `random` (a uniformly distributed
+    /// 64-bit number) is drawn only for a weighted split.
+    #[inline]
+    pub fn pick(&self, random: impl FnOnce() -> u64) -> &ClusterRef {
+        self.destination.pick(random)
+    }
 }
 
 /// One route, as configured.
@@ -50,7 +82,28 @@ pub struct RouteAction {
 pub struct Route {
     pub name: Arc<str>,
     pub path: PathMatch,
+    /// Compare a prefix or exact path ASCII case-insensitively (Envoy's
+    /// `case_sensitive: false`); not allowed with a regex (write `(?i)`).
+    pub path_ignore_case: bool,
+    /// All must hold.
+    pub headers: Vec<HeaderMatcher>,
+    /// All must hold.
+    pub query_parameters: Vec<QueryParameterMatcher>,
     pub action: RouteAction,
+}
+
+impl Route {
+    /// A route matching on the path only.
+    pub fn new(name: &str, path: PathMatch, action: RouteAction) -> Route {
+        Route {
+            name: name.into(),
+            path,
+            path_ignore_case: false,
+            headers: Vec::new(),
+            query_parameters: Vec::new(),
+            action,
+        }
+    }
 }
 
 /// A virtual host: a set of domains and the routes tried in order.
@@ -84,18 +137,75 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// How a route's path is checked once the route is a candidate.
+#[derive(Clone, Debug, Default)]
+enum PathCheck {
+    /// In the radix tree: a candidate's path already matched.
+    #[default]
+    Indexed,
+    Regex(FullRegex),
+    /// Lowercased.
+    PrefixIgnoreCase(Box<[u8]>),
+    /// Lowercased.
+    ExactIgnoreCase(Box<[u8]>),
+}
+
+impl PathCheck {
+    #[inline]
+    fn matches(&self, path: &[u8]) -> bool {
+        match self {
+            PathCheck::Indexed => true,
+            PathCheck::Regex(re) => re.is_match(path),
+            PathCheck::PrefixIgnoreCase(p) => {
+                path.len() >= p.len() && path[..p.len()].eq_ignore_ascii_case(p)
+            }
+            PathCheck::ExactIgnoreCase(p) => path.eq_ignore_ascii_case(p),
+        }
+    }
+}
+
+/// The compiled matchers of one route beyond its tree-indexed path.
+#[derive(Clone, Debug, Default)]
+struct CompiledRoute {
+    path: PathCheck,
+    conditions: Conditions,
+}
+
+/// One virtual host's compiled routes.
+#[derive(Clone, Default)]
+struct VhostIndex {
+    paths: PathIndex,
+    /// Parallel to the virtual host's routes.
+    routes: Box<[CompiledRoute]>,
+    /// Routes the tree cannot index (regex and case-insensitive paths),
+    /// ascending: checked in order while below the best tree match.
+    scanned: Box<[u32]>,
+}
+
+impl VhostIndex {
+    #[inline]
+    fn lookup(&self, req: &Request<'_>) -> Option<u32> {
+        self.paths.lookup(req.path, &self.scanned, |i| {
+            self.routes
+                .get(i as usize)
+                .is_some_and(|r| r.path.matches(req.path) && r.conditions.hold(req))
+        })
+    }
+}
+
 /// A compiled, immutable route table.
 ///
-/// Lookups never allocate, with one documented exception: an authority
-/// longer than 256 bytes that contains upper-case letters is lowercased into
-/// a heap buffer (no valid DNS name with a port is that long).
+/// Lookups of plain routes never allocate, with one documented exception:
+/// an authority longer than 256 bytes that contains upper-case letters is
+/// lowercased into a heap buffer (no valid DNS name with a port is that
+/// long). See [`matcher`] for when header conditions do.
 #[derive(Clone)]
 pub struct RouteTable {
     pub name: Arc<str>,
     vhosts: Vec<VirtualHost>,
     domains: DomainIndex,
     /// Parallel to `vhosts`.
-    paths: Vec<PathIndex>,
+    index: Vec<VhostIndex>,
 }
 
 impl std::fmt::Debug for RouteTable {
@@ -112,7 +222,11 @@ impl std::fmt::Debug for RouteTable {
             .field("has_default", &default)
             .field(
                 "path_nodes",
-                &self.paths.iter().map(PathIndex::node_count).sum::<usize>(),
+                &self
+                    .index
+                    .iter()
+                    .map(|i| i.paths.node_count())
+                    .sum::<usize>(),
             )
             .finish()
     }
@@ -132,6 +246,13 @@ impl RouteTable {
     /// leading one may precede any suffix (`*-bar.example.com`); domains
     /// compare ASCII case-insensitively, so `Example.com` and `example.com`
     /// are duplicates.
+    ///
+    /// Regexes (path, header and query values) are compiled here: an
+    /// invalid or too large one is rejected with its field
+    /// (`virtual_hosts[0].routes[2].match.headers[1].regex`), and so are
+    /// header names that are not tokens, unknown pseudo-headers, `host`
+    /// (the Host is `:authority`), empty query-parameter names, empty
+    /// prefix / suffix / contains patterns and `ignore_case` on a regex.
     pub fn build(name: &str, vhosts: Vec<VirtualHost>) -> Result<RouteTable, Vec<BuildError>> {
         let mut errors = Vec::new();
         let mut err = |field: String, reason: String| errors.push(BuildError { field, reason });
@@ -143,7 +264,7 @@ impl RouteTable {
         // Lowercased domain -> where it was first seen.
         let mut seen_domains: HashMap<String, (usize, usize)> = HashMap::new();
         let mut seen_names: HashMap<&str, usize> = HashMap::new();
-        let mut paths = Vec::with_capacity(vhosts.len());
+        let mut index = Vec::with_capacity(vhosts.len());
 
         for (v, vh) in vhosts.iter().enumerate() {
             if vh.name.is_empty() {
@@ -193,23 +314,61 @@ impl RouteTable {
                     "too many routes".into(),
                 );
             }
-            let mut index = PathIndex::default();
+            let mut paths = PathIndex::default();
+            let mut compiled = Vec::with_capacity(vh.routes.len());
+            let mut scanned = Vec::new();
             for (r, route) in vh.routes.iter().enumerate() {
+                let at = format!("virtual_hosts[{v}].routes[{r}].match");
+                let mut c = CompiledRoute {
+                    path: PathCheck::Indexed,
+                    conditions: compile_conditions(route, &at, &mut err),
+                };
+                let conditional = !c.conditions.is_empty();
                 let (key, kind, which) = match &route.path {
                     PathMatch::Prefix(p) => (p, Kind::Prefix, "prefix"),
                     PathMatch::Exact(p) => (p, Kind::Exact, "exact"),
+                    PathMatch::Regex(p) => {
+                        if route.path_ignore_case {
+                            err(
+                                format!("{at}.ignore_case"),
+                                "applies only to prefix and exact paths; write (?i) in the regex instead"
+                                    .into(),
+                            );
+                        }
+                        match FullRegex::new(p) {
+                            Ok(re) => {
+                                c.path = PathCheck::Regex(re);
+                                scanned.push(r as u32);
+                            }
+                            Err(reason) => err(format!("{at}.regex"), reason),
+                        }
+                        compiled.push(c);
+                        continue;
+                    }
                 };
                 if let Err(reason) = validate_path(key) {
-                    err(
-                        format!("virtual_hosts[{v}].routes[{r}].match.{which}"),
-                        reason,
-                    );
+                    err(format!("{at}.{which}"), reason);
+                    compiled.push(c);
                     continue;
                 }
-                index.insert(key.as_bytes(), kind, r as u32);
+                if route.path_ignore_case {
+                    let lower = key.to_ascii_lowercase().into_bytes().into();
+                    c.path = match kind {
+                        Kind::Prefix => PathCheck::PrefixIgnoreCase(lower),
+                        Kind::Exact => PathCheck::ExactIgnoreCase(lower),
+                    };
+                    scanned.push(r as u32);
+                } else {
+                    paths.insert(key.as_bytes(), kind, r as u32, conditional);
+                }
+                compiled.push(c);
             }
-            index.finish();
-            paths.push(index);
+            paths.finish();
+            index.push(VhostIndex {
+                paths,
+                routes: compiled.into(),
+                scanned: scanned.into(),
+            });
         }
 
         if !errors.is_empty() {
@@ -219,7 +378,7 @@ impl RouteTable {
             name: name.into(),
             vhosts,
             domains,
-            paths,
+            index,
         })
     }
 
@@ -257,21 +416,66 @@ impl RouteTable {
         .map(|v| v as usize)
     }
 
-    /// The first route of the chosen virtual host whose match holds for
-    /// `path` (the path without the query string).
+    /// The route for `req`: the virtual host of `req.authority`, then its
+    /// first route (in configuration order) whose path and conditions all
+    /// hold.
     #[inline]
-    pub fn route(&self, authority: &[u8], path: &[u8]) -> Option<&Route> {
-        let vhost = self.find_vhost_index(authority)?;
-        self.route_in(vhost, path)
+    pub fn route_request(&self, req: &Request<'_>) -> Option<&Route> {
+        let vhost = self.find_vhost_index(req.authority)?;
+        self.route_in_request(vhost, req)
     }
 
-    /// The first route of virtual host number `vhost_index` whose match
-    /// holds for `path`; `None` also when the index is out of range.
+    /// The first route of virtual host number `vhost_index` that matches
+    /// `req` (its authority is not looked at again); `None` also when the
+    /// index is out of range, and for a request without a path (CONNECT),
+    /// which no path rule matches in Envoy either (not even a regex that
+    /// accepts the empty string).
+    #[inline]
+    pub fn route_in_request(&self, vhost_index: usize, req: &Request<'_>) -> Option<&Route> {
+        if req.path.is_empty() {
+            return None;
+        }
+        let routes = &self.vhosts.get(vhost_index)?.routes;
+        let idx = self.index[vhost_index].lookup(req)?;
+        routes.get(idx as usize)
+    }
+
+    /// [`RouteTable::route_request`] for a request that has only an
+    /// authority and a path (the path without the query string): no
+    /// method, scheme, query or other headers, so routes with such
+    /// conditions match as they would for a request without them.
+    #[inline]
+    pub fn route(&self, authority: &[u8], path: &[u8]) -> Option<&Route> {
+        self.route_request(&Request::new(authority, path))
+    }
+
+    /// [`RouteTable::route_in_request`] for a request that has only a path.
     #[inline]
     pub fn route_in(&self, vhost_index: usize, path: &[u8]) -> Option<&Route> {
-        let routes = &self.vhosts.get(vhost_index)?.routes;
-        let idx = self.paths[vhost_index].lookup(path)?;
-        routes.get(idx as usize)
+        self.route_in_request(vhost_index, &Request::new(b"", path))
+    }
+}
+
+/// Compile a route's header and query conditions; errors name
+/// `{at}.headers[i].field` / `{at}.query_parameters[i].field`.
+fn compile_conditions(route: &Route, at: &str, err: &mut impl FnMut(String, String)) -> Conditions {
+    let mut headers = Vec::with_capacity(route.headers.len());
+    for (h, m) in route.headers.iter().enumerate() {
+        match CompiledHeader::compile(m) {
+            Ok(c) => headers.push(c),
+            Err((field, reason)) => err(format!("{at}.headers[{h}].{field}"), reason),
+        }
+    }
+    let mut query = Vec::with_capacity(route.query_parameters.len());
+    for (q, m) in route.query_parameters.iter().enumerate() {
+        match CompiledQuery::compile(m) {
+            Ok(c) => query.push(c),
+            Err((field, reason)) => err(format!("{at}.query_parameters[{q}].{field}"), reason),
+        }
+    }
+    Conditions {
+        headers: headers.into(),
+        query: query.into(),
     }
 }
 

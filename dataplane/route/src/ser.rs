@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 
-use crate::{PathMatch, Route, RouteTable, VirtualHost};
+use crate::{
+    Destination, HeaderMatch, HeaderMatcher, PathMatch, QueryMatch, QueryParameterMatcher, Route,
+    RouteTable, StringMatcher, VirtualHost, WeightedCluster,
+};
 
 impl Serialize for RouteTable {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -26,29 +29,116 @@ impl Serialize for VirtualHost {
     }
 }
 
-impl Serialize for PathMatch {
-    /// `{prefix: "/"}` or `{exact: "/healthz"}`.
+/// `{prefix: "/"}`, `{exact: "/healthz"}` or `{regex: "/v[0-9]+/.*"}`,
+/// plus `headers` and `query_parameters` when there are any.
+struct MatchSer<'a>(&'a Route);
+
+impl Serialize for MatchSer<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1))?;
-        match self {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        match &r.path {
             PathMatch::Prefix(p) => m.serialize_entry("prefix", &**p)?,
             PathMatch::Exact(p) => m.serialize_entry("exact", &**p)?,
+            PathMatch::Regex(p) => m.serialize_entry("regex", &**p)?,
+        }
+        if r.path_ignore_case {
+            m.serialize_entry("ignore_case", &true)?;
+        }
+        if !r.headers.is_empty() {
+            m.serialize_entry("headers", &r.headers)?;
+        }
+        if !r.query_parameters.is_empty() {
+            m.serialize_entry("query_parameters", &r.query_parameters)?;
         }
         m.end()
     }
 }
 
+impl Serialize for PathMatch {
+    /// `{prefix: "/"}`, `{exact: "/healthz"}` or `{regex: "..."}`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        match self {
+            PathMatch::Prefix(p) => m.serialize_entry("prefix", &**p)?,
+            PathMatch::Exact(p) => m.serialize_entry("exact", &**p)?,
+            PathMatch::Regex(p) => m.serialize_entry("regex", &**p)?,
+        }
+        m.end()
+    }
+}
+
+/// The pattern as `KEY: VALUE` plus `ignore_case: true` when set.
+fn string_entries<M: SerializeMap>(m: &mut M, sm: &StringMatcher) -> Result<(), M::Error> {
+    let (key, value) = sm.pattern.key_and_value();
+    m.serialize_entry(key, value)?;
+    if sm.ignore_case {
+        m.serialize_entry("ignore_case", &true)?;
+    }
+    Ok(())
+}
+
+impl Serialize for HeaderMatcher {
+    /// `{name, exact|prefix|suffix|contains|regex|present, ...}`, the
+    /// flags only when set.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("name", &*self.name)?;
+        match &self.rule {
+            HeaderMatch::Present(p) => m.serialize_entry("present", p)?,
+            HeaderMatch::Value(sm) => string_entries(&mut m, sm)?,
+        }
+        if self.invert {
+            m.serialize_entry("invert", &true)?;
+        }
+        if self.treat_missing_as_empty {
+            m.serialize_entry("treat_missing_as_empty", &true)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for QueryParameterMatcher {
+    /// `{name, exact|prefix|suffix|contains|regex|present, ...}`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("name", &*self.name)?;
+        match &self.rule {
+            QueryMatch::Present(p) => m.serialize_entry("present", p)?,
+            QueryMatch::Value(sm) => string_entries(&mut m, sm)?,
+        }
+        m.end()
+    }
+}
+
+impl Serialize for WeightedCluster {
+    /// `{cluster, cluster_idx, weight}`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("WeightedCluster", 3)?;
+        st.serialize_field("cluster", &*self.cluster.name)?;
+        st.serialize_field("cluster_idx", &self.cluster.index)?;
+        st.serialize_field("weight", &self.weight)?;
+        st.end()
+    }
+}
+
 impl Serialize for Route {
-    /// `name` is omitted when empty; `timeout` is a duration string, `0s`
-    /// when disabled (as in the configuration file).
+    /// `name` is omitted when empty; `cluster` + `cluster_idx`, or
+    /// `weighted_clusters`; `timeout` is a duration string, `0s` when
+    /// disabled (as in the configuration file).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         if !self.name.is_empty() {
             m.serialize_entry("name", &*self.name)?;
         }
-        m.serialize_entry("match", &self.path)?;
-        m.serialize_entry("cluster", &*self.action.cluster)?;
-        m.serialize_entry("cluster_idx", &self.action.cluster_idx)?;
+        m.serialize_entry("match", &MatchSer(self))?;
+        match &self.action.destination {
+            Destination::Cluster(c) => {
+                m.serialize_entry("cluster", &*c.name)?;
+                m.serialize_entry("cluster_idx", &c.index)?;
+            }
+            Destination::Weighted(w) => m.serialize_entry("weighted_clusters", w.clusters())?,
+        }
         m.serialize_entry(
             "timeout",
             &format_duration(self.action.timeout.unwrap_or_default()),

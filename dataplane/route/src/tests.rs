@@ -3,16 +3,14 @@ use std::{sync::Arc, time::Duration};
 use super::*;
 use crate::domain::strip_port;
 
+mod l7;
+
 fn route(name: &str, path: PathMatch) -> Route {
-    Route {
-        name: name.into(),
+    Route::new(
+        name,
         path,
-        action: RouteAction {
-            cluster: "c".into(),
-            cluster_idx: 0,
-            timeout: Some(Duration::from_secs(15)),
-        },
-    }
+        RouteAction::cluster("c".into(), 0, Some(Duration::from_secs(15))),
+    )
 }
 
 fn prefix(p: &str) -> PathMatch {
@@ -510,10 +508,23 @@ fn reference_route<'a>(
     path: &[u8],
 ) -> Option<&'a Route> {
     let v = reference_vhost(vhosts, authority)?;
-    vhosts[v].routes.iter().find(|r| match &r.path {
+    vhosts[v]
+        .routes
+        .iter()
+        .find(|r| reference_path_match(&r.path, path))
+}
+
+/// Path matching as specified. Regexes are only the shapes the random
+/// tables generate (no metacharacters but a trailing `.*`).
+fn reference_path_match(m: &PathMatch, path: &[u8]) -> bool {
+    match m {
         PathMatch::Exact(p) => p.as_bytes() == path,
         PathMatch::Prefix(p) => path.starts_with(p.as_bytes()),
-    })
+        PathMatch::Regex(p) => match p.strip_suffix(".*") {
+            Some(pre) => path.starts_with(pre.as_bytes()),
+            None => p.as_bytes() == path,
+        },
+    }
 }
 
 const PATH_PIECES: &[&str] = &[

@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use ringmesh_route::{PathMatch, Route, RouteAction, RouteTable, VirtualHost};
+use ringmesh_route::{
+    HeaderMatcher, PathMatch, QueryParameterMatcher, Request, Route, RouteAction, RouteTable,
+    StringMatch, VirtualHost,
+};
 
 struct Counting;
 
@@ -36,15 +39,11 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn route(name: &str, path: PathMatch) -> Route {
-    Route {
-        name: name.into(),
+    Route::new(
+        name,
         path,
-        action: RouteAction {
-            cluster: Arc::from("c"),
-            cluster_idx: 0,
-            timeout: Some(Duration::from_secs(1)),
-        },
-    }
+        RouteAction::cluster(Arc::from("c"), 0, Some(Duration::from_secs(1))),
+    )
 }
 
 #[test]
@@ -64,6 +63,27 @@ fn lookups_do_not_allocate() {
             }
         })
         .collect();
+    // Routes with conditions and regexes before the catch-all: matching
+    // them reads the request in place too.
+    let mut jason = route("jason", PathMatch::Prefix("/svc".into()));
+    jason.headers = vec![
+        HeaderMatcher::new("end-user", StringMatch::Exact("jason".into())),
+        HeaderMatcher::new(":method", StringMatch::Regex("GET|HEAD".into())),
+    ];
+    routes.push(jason);
+    let mut debug = route("debug", PathMatch::Regex("/dbg/[a-z]+".into()));
+    debug.query_parameters = vec![QueryParameterMatcher::new(
+        "trace",
+        StringMatch::Prefix("on".into()),
+    )];
+    routes.push(debug);
+    // A header sent on two lines is matched joined, on the stack.
+    let mut tags = route("tags", PathMatch::Exact("/tags".into()));
+    tags.headers = vec![HeaderMatcher::new(
+        "x-tag",
+        StringMatch::Exact("a,b".into()),
+    )];
+    routes.push(tags);
     routes.push(route("root", PathMatch::Prefix("/".into())));
     let vhosts = vec![
         VirtualHost {
@@ -87,12 +107,41 @@ fn lookups_do_not_allocate() {
         (b"WEB.example.org", b"/", "all"),
         (b"other", b"/svc1", "all"),
     ];
-    // Warm up anything lazily initialised by the test harness itself.
+    let lines = [
+        ("Accept", "*/*"),
+        ("X-Tag", "a"),
+        ("End-User", "jason"),
+        ("x-tag", "b"),
+    ];
+    // (method, target, expected route)
+    let conditional: &[(&[u8], &[u8], &str)] = &[
+        (b"GET", b"/svcX?a=1", "jason"),
+        (b"POST", b"/svcX?a=1", "root"),
+        (b"GET", b"/dbg/abc?x&trace=on1", "debug"),
+        (b"GET", b"/dbg/ABC?trace=on", "root"),
+        (b"GET", b"/tags", "tags"),
+    ];
+    let lookup = |method: &[u8], target: &[u8]| {
+        let req = Request::new(b"api.example.com", b"")
+            .with_target(target)
+            .with_method(method)
+            .with_headers(&lines);
+        table.route_request(&req).map(|r| &*r.name)
+    };
+    // Warm up anything lazily initialised by the test harness itself, and
+    // the regexes' per-thread scratch space.
     let _ = table.route(b"x", b"/");
+    for (method, target, _) in conditional {
+        let _ = lookup(method, target);
+    }
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..100 {
         for (authority, path, want) in cases {
             let got = table.route(authority, path).map(|r| &*r.name);
+            assert!(got == Some(*want));
+        }
+        for (method, target, want) in conditional {
+            let got = lookup(method, target);
             assert!(got == Some(*want));
         }
     }

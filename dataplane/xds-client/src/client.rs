@@ -34,8 +34,10 @@ pub struct NodeIdentity {
     pub id: String,
     /// The service cluster (ringmesh-xds scopes by it by default).
     pub cluster: String,
-    /// String metadata (Istio's `NAMESPACE`, `LABELS`, ...).
-    pub metadata: BTreeMap<String, String>,
+    /// The node's `metadata` Struct: Istio's `NAMESPACE`, `LABELS` (an
+    /// object), `INSTANCE_IPS`, ... Numbers are sent as doubles, as
+    /// `google.protobuf.Value` holds them.
+    pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
 /// Reconnection and connection timing.

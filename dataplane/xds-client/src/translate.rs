@@ -16,8 +16,14 @@
 //!   (RDS by name or an inline route configuration; only the router HTTP
 //!   filter) → `protocol: http`, or `tcp_proxy` to one cluster →
 //!   `protocol: tcp`; `use_original_dst` → `original_dst: true`.
-//! - RouteConfiguration: virtual hosts (domains), routes matching a path
-//!   prefix or exact path, to one cluster, with an optional timeout.
+//! - RouteConfiguration: virtual hosts (domains); routes matching a path
+//!   prefix, exact path (either possibly `case_sensitive: false`) or
+//!   `safe_regex`, plus header matchers (every
+//!   `string_match` form, the deprecated direct fields, `present_match`,
+//!   `invert_match`, `treat_missing_header_as_empty`) and query-parameter
+//!   matchers; to one cluster or `weighted_clusters` (names and weights;
+//!   `total_weight`, if given, must equal their sum); an optional timeout;
+//!   a retry policy only if it allows no retry.
 //! - Cluster: STATIC (inline `load_assignment`), EDS (endpoints from the
 //!   ClusterLoadAssignment named by `eds_cluster_config.service_name`, or
 //!   the cluster's own name), ORIGINAL_DST; round robin; `connect_timeout`.
@@ -32,8 +38,9 @@ use std::{
 };
 
 use ringmesh_config::model::{
-    ClusterSpec, ClusterTypeSpec, EndpointSpec, LbPolicySpec, ListenerProtocol, ListenerSpec,
-    ProxyConfig, RouteConfigSpec, RouteMatchSpec, RouteSpec, VirtualHostSpec,
+    ClusterSpec, ClusterTypeSpec, EndpointSpec, HeaderMatchSpec, LbPolicySpec, ListenerProtocol,
+    ListenerSpec, ProxyConfig, QueryParameterMatchSpec, RouteConfigSpec, RouteMatchSpec, RouteSpec,
+    VirtualHostSpec, WeightedClusterSpec,
 };
 
 use crate::wire::{self, pb};
@@ -429,9 +436,7 @@ fn route_config(
     name: &str,
     rc: &pb::envoy::config::route::v3::RouteConfiguration,
 ) -> Result<RouteConfigSpec, Reject> {
-    use pb::envoy::config::route::v3::{
-        route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier,
-    };
+    use pb::envoy::config::route::v3::{route::Action, route_action::ClusterSpecifier};
     if rc.vhds.is_some() {
         return reject("vhds", "virtual host discovery is not supported");
     }
@@ -444,54 +449,7 @@ fn route_config(
         let mut routes = Vec::with_capacity(vh.routes.len());
         for (r, route) in vh.routes.iter().enumerate() {
             let at = format!("{vat}.routes[{r}]");
-            let m = route.r#match.clone().unwrap_or_default();
-            let matcher = match m.path_specifier {
-                Some(PathSpecifier::Prefix(p)) => RouteMatchSpec {
-                    prefix: Some(p),
-                    exact: None,
-                },
-                Some(PathSpecifier::Path(p)) => RouteMatchSpec {
-                    prefix: None,
-                    exact: Some(p),
-                },
-                Some(PathSpecifier::SafeRegex(_)) => {
-                    return reject(
-                        format!("{at}.match.safe_regex"),
-                        "regex matches are not supported",
-                    )
-                }
-                Some(_) => {
-                    return reject(
-                        format!("{at}.match"),
-                        "only prefix and path (exact) matches are supported",
-                    )
-                }
-                None => return reject(format!("{at}.match"), "missing path specifier"),
-            };
-            if !m.headers.is_empty() {
-                return reject(
-                    format!("{at}.match.headers"),
-                    "header matches are not supported",
-                );
-            }
-            if !m.query_parameters.is_empty() {
-                return reject(
-                    format!("{at}.match.query_parameters"),
-                    "query parameter matches are not supported",
-                );
-            }
-            if m.case_sensitive.as_ref().is_some_and(|b| !b.value) {
-                return reject(
-                    format!("{at}.match.case_sensitive"),
-                    "case-insensitive matches are not supported",
-                );
-            }
-            if m.runtime_fraction.is_some() || m.grpc.is_some() || m.tls_context.is_some() {
-                return reject(
-                    format!("{at}.match"),
-                    "runtime_fraction, grpc and tls_context matches are not supported",
-                );
-            }
+            let matcher = route_match(&format!("{at}.match"), route.r#match.as_ref())?;
             let action = match &route.action {
                 Some(Action::Route(a)) => a,
                 Some(_) => return reject(
@@ -500,16 +458,26 @@ fn route_config(
                 ),
                 None => return reject(format!("{at}.route"), "missing"),
             };
-            let cluster = match &action.cluster_specifier {
-                Some(ClusterSpecifier::Cluster(c)) if !c.is_empty() => c.clone(),
-                Some(ClusterSpecifier::WeightedClusters(_)) => {
-                    return reject(
-                        format!("{at}.route.weighted_clusters"),
-                        "weighted clusters are not supported",
-                    )
-                }
+            let (cluster, weighted_clusters) = match &action.cluster_specifier {
+                Some(ClusterSpecifier::Cluster(c)) if !c.is_empty() => (Some(c.clone()), None),
+                Some(ClusterSpecifier::WeightedClusters(w)) => (
+                    None,
+                    Some(weighted_clusters(
+                        &format!("{at}.route.weighted_clusters"),
+                        w,
+                    )?),
+                ),
                 Some(ClusterSpecifier::ClusterHeader(_)) => {
                     return reject(format!("{at}.route.cluster_header"), "not supported")
+                }
+                Some(
+                    ClusterSpecifier::ClusterSpecifierPlugin(_)
+                    | ClusterSpecifier::InlineClusterSpecifierPlugin(_),
+                ) => {
+                    return reject(
+                        format!("{at}.route"),
+                        "cluster specifier plugins are not supported",
+                    )
                 }
                 _ => return reject(format!("{at}.route.cluster"), "missing"),
             };
@@ -525,10 +493,15 @@ fn route_config(
                     "host rewrites are not supported",
                 );
             }
-            if action.retry_policy.is_some() {
+            // A policy that allows no retry changes nothing; control planes
+            // send one to say so explicitly.
+            let no_retries = |p: &pb::envoy::config::route::v3::RetryPolicy| {
+                p.num_retries.is_some_and(|n| n.value == 0)
+            };
+            if action.retry_policy.as_ref().is_some_and(|p| !no_retries(p)) {
                 return reject(
                     format!("{at}.route.retry_policy"),
-                    "retry policies are not supported",
+                    "retry policies are not supported (only num_retries: 0)",
                 );
             }
             if !action.hash_policy.is_empty() {
@@ -546,6 +519,7 @@ fn route_config(
                 name: (!route.name.is_empty()).then(|| route.name.clone()),
                 matcher,
                 cluster,
+                weighted_clusters,
                 timeout,
             });
         }
@@ -559,6 +533,356 @@ fn route_config(
         name: name.to_owned(),
         virtual_hosts,
     })
+}
+
+/// A `RouteMatch` (`at` is its field path): the path specifier plus header
+/// and query-parameter conditions.
+fn route_match(
+    at: &str,
+    m: Option<&pb::envoy::config::route::v3::RouteMatch>,
+) -> Result<RouteMatchSpec, Reject> {
+    use pb::envoy::config::route::v3::route_match::PathSpecifier;
+    let Some(m) = m else {
+        return reject(at, "missing path specifier");
+    };
+    let mut spec = RouteMatchSpec::default();
+    match &m.path_specifier {
+        Some(PathSpecifier::Prefix(p)) => spec.prefix = Some(p.clone()),
+        Some(PathSpecifier::Path(p)) => spec.exact = Some(p.clone()),
+        Some(PathSpecifier::SafeRegex(r)) => {
+            spec.regex = Some(regex(&format!("{at}.safe_regex"), r)?)
+        }
+        Some(PathSpecifier::ConnectMatcher(_)) => {
+            return reject(
+                format!("{at}.connect_matcher"),
+                "CONNECT requests are not routed",
+            )
+        }
+        Some(PathSpecifier::PathSeparatedPrefix(_)) => {
+            return reject(
+                format!("{at}.path_separated_prefix"),
+                "not supported (use prefix, path or safe_regex)",
+            )
+        }
+        Some(PathSpecifier::PathMatchPolicy(_)) => {
+            return reject(
+                format!("{at}.path_match_policy"),
+                "path templates are not supported (use prefix, path or safe_regex)",
+            )
+        }
+        None => return reject(at, "missing path specifier"),
+    }
+    // `case_sensitive: false` (Istio's ignoreUriCase) applies to prefix
+    // and path; Envoy ignores it for safe_regex.
+    spec.ignore_case = m.case_sensitive.as_ref().is_some_and(|b| !b.value) && spec.regex.is_none();
+    let unsupported: [(&str, bool, &str); 6] = [
+        (
+            "runtime_fraction",
+            m.runtime_fraction.is_some(),
+            "runtime fractions are not supported",
+        ),
+        (
+            "grpc",
+            m.grpc.is_some(),
+            "gRPC request matching is not supported",
+        ),
+        (
+            "tls_context",
+            m.tls_context.is_some(),
+            "TLS context matching is not supported",
+        ),
+        (
+            "cookies",
+            !m.cookies.is_empty(),
+            "cookie matches are not supported",
+        ),
+        (
+            "dynamic_metadata",
+            !m.dynamic_metadata.is_empty(),
+            "dynamic metadata matches are not supported",
+        ),
+        (
+            "filter_state",
+            !m.filter_state.is_empty(),
+            "filter state matches are not supported",
+        ),
+    ];
+    if let Some((field, _, reason)) = unsupported.into_iter().find(|(_, set, _)| *set) {
+        return reject(format!("{at}.{field}"), reason);
+    }
+    spec.headers = m
+        .headers
+        .iter()
+        .enumerate()
+        .map(|(h, hm)| header_matcher(&format!("{at}.headers[{h}]"), hm))
+        .collect::<Result<_, _>>()?;
+    spec.query_parameters = m
+        .query_parameters
+        .iter()
+        .enumerate()
+        .map(|(q, qm)| query_parameter_matcher(&format!("{at}.query_parameters[{q}]"), qm))
+        .collect::<Result<_, _>>()?;
+    Ok(spec)
+}
+
+/// A regex pattern, checked here so that a NACK names the Envoy field.
+/// The engine type (`google_re2`, deprecated) and its program size are
+/// ignored: the proxy's own engine takes RE2 syntax and bounds the
+/// compiled size itself.
+fn regex(at: &str, r: &pb::envoy::r#type::matcher::v3::RegexMatcher) -> Result<String, Reject> {
+    ringmesh_route::matcher::check_regex(&r.regex)
+        .map_err(|reason| (format!("{at}.regex"), reason))?;
+    Ok(r.regex.clone())
+}
+
+/// One value rule of a `StringMatcher`: its key in the model (`exact`,
+/// `prefix`, `suffix`, `contains`, `regex`), the pattern and whether it
+/// ignores case.
+fn string_matcher(
+    at: &str,
+    sm: &pb::envoy::r#type::matcher::v3::StringMatcher,
+) -> Result<(&'static str, String, bool), Reject> {
+    use pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+    let ic = sm.ignore_case;
+    Ok(match &sm.match_pattern {
+        Some(MatchPattern::Exact(v)) => ("exact", v.clone(), ic),
+        Some(MatchPattern::Prefix(v)) => ("prefix", v.clone(), ic),
+        Some(MatchPattern::Suffix(v)) => ("suffix", v.clone(), ic),
+        Some(MatchPattern::Contains(v)) => ("contains", v.clone(), ic),
+        // Envoy: ignore_case "has no effect for safe_regex".
+        Some(MatchPattern::SafeRegex(r)) => {
+            ("regex", regex(&format!("{at}.safe_regex"), r)?, false)
+        }
+        Some(MatchPattern::Custom(_)) => {
+            return reject(
+                format!("{at}.custom"),
+                "custom string matchers are not supported",
+            )
+        }
+        None => return reject(at, "missing match pattern"),
+    })
+}
+
+/// The value fields shared by header and query-parameter matchers.
+#[derive(Default)]
+struct ValueRule {
+    exact: Option<String>,
+    prefix: Option<String>,
+    suffix: Option<String>,
+    contains: Option<String>,
+    regex: Option<String>,
+    ignore_case: bool,
+}
+
+impl ValueRule {
+    fn new((key, value, ignore_case): (&'static str, String, bool)) -> ValueRule {
+        let mut r = ValueRule {
+            ignore_case,
+            ..ValueRule::default()
+        };
+        *match key {
+            "exact" => &mut r.exact,
+            "prefix" => &mut r.prefix,
+            "suffix" => &mut r.suffix,
+            "contains" => &mut r.contains,
+            _ => &mut r.regex,
+        } = Some(value);
+        r
+    }
+}
+
+fn header_matcher(
+    at: &str,
+    h: &pb::envoy::config::route::v3::HeaderMatcher,
+) -> Result<HeaderMatchSpec, Reject> {
+    use pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier as S;
+    let mut present = None;
+    #[allow(deprecated)] // the deprecated direct fields are still sent
+    let rule = match &h.header_match_specifier {
+        // Envoy: a matcher without a rule checks presence.
+        None => {
+            present = Some(true);
+            ValueRule::default()
+        }
+        Some(S::PresentMatch(p)) => {
+            present = Some(*p);
+            ValueRule::default()
+        }
+        // Envoy's deprecated `exact_match: ""` accepts any value of a
+        // present header (and, like any value rule, fails a missing one).
+        Some(S::ExactMatch(v)) if v.is_empty() => ValueRule::new(("regex", "(?s).*".into(), false)),
+        Some(S::ExactMatch(v)) => ValueRule::new(("exact", v.clone(), false)),
+        Some(S::PrefixMatch(v)) => ValueRule::new(("prefix", v.clone(), false)),
+        Some(S::SuffixMatch(v)) => ValueRule::new(("suffix", v.clone(), false)),
+        Some(S::ContainsMatch(v)) => ValueRule::new(("contains", v.clone(), false)),
+        Some(S::SafeRegexMatch(r)) => {
+            ValueRule::new(("regex", regex(&format!("{at}.safe_regex_match"), r)?, false))
+        }
+        Some(S::StringMatch(sm)) => {
+            ValueRule::new(string_matcher(&format!("{at}.string_match"), sm)?)
+        }
+        Some(S::RangeMatch(_)) => {
+            return reject(
+                format!("{at}.range_match"),
+                "range matches are not supported",
+            )
+        }
+    };
+    Ok(HeaderMatchSpec {
+        name: h.name.clone(),
+        exact: rule.exact,
+        prefix: rule.prefix,
+        suffix: rule.suffix,
+        contains: rule.contains,
+        regex: rule.regex,
+        present,
+        invert: h.invert_match,
+        ignore_case: rule.ignore_case,
+        treat_missing_as_empty: h.treat_missing_header_as_empty,
+    })
+}
+
+fn query_parameter_matcher(
+    at: &str,
+    q: &pb::envoy::config::route::v3::QueryParameterMatcher,
+) -> Result<QueryParameterMatchSpec, Reject> {
+    use pb::envoy::config::route::v3::query_parameter_matcher::QueryParameterMatchSpecifier as S;
+    let mut present = None;
+    let rule = match &q.query_parameter_match_specifier {
+        // Envoy: no rule checks presence.
+        None => {
+            present = Some(true);
+            ValueRule::default()
+        }
+        Some(S::PresentMatch(p)) => {
+            present = Some(*p);
+            ValueRule::default()
+        }
+        Some(S::StringMatch(sm)) => {
+            ValueRule::new(string_matcher(&format!("{at}.string_match"), sm)?)
+        }
+    };
+    Ok(QueryParameterMatchSpec {
+        name: q.name.clone(),
+        exact: rule.exact,
+        prefix: rule.prefix,
+        suffix: rule.suffix,
+        contains: rule.contains,
+        regex: rule.regex,
+        present,
+        ignore_case: rule.ignore_case,
+    })
+}
+
+/// `weighted_clusters` (`at` is its field path): names and weights only.
+fn weighted_clusters(
+    at: &str,
+    w: &pb::envoy::config::route::v3::WeightedCluster,
+) -> Result<Vec<WeightedClusterSpec>, Reject> {
+    use pb::envoy::config::route::v3::weighted_cluster::RandomValueSpecifier;
+    // `runtime_key_prefix` is accepted and ignored: without a runtime
+    // layer, Envoy too uses the configured weights.
+    match &w.random_value_specifier {
+        None => {}
+        Some(RandomValueSpecifier::HeaderName(_)) => {
+            return reject(
+                format!("{at}.header_name"),
+                "a random value from a request header is not supported",
+            )
+        }
+        Some(RandomValueSpecifier::UseHashPolicy(_)) => {
+            return reject(
+                format!("{at}.use_hash_policy"),
+                "hash policies are not supported",
+            )
+        }
+    }
+    if w.clusters.is_empty() {
+        return reject(format!("{at}.clusters"), "must not be empty");
+    }
+    let mut out = Vec::with_capacity(w.clusters.len());
+    for (k, c) in w.clusters.iter().enumerate() {
+        let cat = format!("{at}.clusters[{k}]");
+        let unsupported: [(&str, bool, &str); 8] = [
+            (
+                "cluster_header",
+                !c.cluster_header.is_empty(),
+                "clusters named by a request header are not supported",
+            ),
+            (
+                "metadata_match",
+                c.metadata_match.is_some(),
+                "subset load balancing is not supported",
+            ),
+            (
+                "request_headers_to_add",
+                !c.request_headers_to_add.is_empty(),
+                "per-cluster header changes are not supported",
+            ),
+            (
+                "request_headers_to_remove",
+                !c.request_headers_to_remove.is_empty(),
+                "per-cluster header changes are not supported",
+            ),
+            (
+                "response_headers_to_add",
+                !c.response_headers_to_add.is_empty(),
+                "per-cluster header changes are not supported",
+            ),
+            (
+                "response_headers_to_remove",
+                !c.response_headers_to_remove.is_empty(),
+                "per-cluster header changes are not supported",
+            ),
+            (
+                "host_rewrite_literal",
+                c.host_rewrite_specifier.is_some(),
+                "host rewrites are not supported",
+            ),
+            (
+                "typed_per_filter_config",
+                !c.typed_per_filter_config.is_empty(),
+                "per-filter configuration is not supported (only the router filter is)",
+            ),
+        ];
+        if let Some((field, _, reason)) = unsupported.into_iter().find(|(_, set, _)| *set) {
+            return reject(format!("{cat}.{field}"), reason);
+        }
+        if c.name.is_empty() {
+            return reject(format!("{cat}.name"), "missing");
+        }
+        out.push(WeightedClusterSpec {
+            cluster: c.name.clone(),
+            weight: c.weight.map_or(0, |v| v.value),
+        });
+    }
+    let sum: u64 = out.iter().map(|c| u64::from(c.weight)).sum();
+    // The deprecated `total_weight`, when given, is what the weights must
+    // add up to (Envoy before it was deprecated); otherwise the sum is the
+    // total, which must be positive and fit in 32 bits.
+    #[allow(deprecated)]
+    let total = w.total_weight.map(|t| t.value).filter(|&t| t != 0);
+    if let Some(total) = total {
+        if sum != u64::from(total) {
+            return reject(
+                format!("{at}.total_weight"),
+                format!("the weights add up to {sum}, not to total_weight {total}"),
+            );
+        }
+    }
+    if sum == 0 {
+        return reject(
+            format!("{at}.clusters"),
+            "the weights must add up to more than 0",
+        );
+    }
+    if sum > u64::from(u32::MAX) {
+        return reject(
+            format!("{at}.clusters"),
+            format!("the sum of the weights must not exceed {}", u32::MAX),
+        );
+    }
+    Ok(out)
 }
 
 fn cluster(name: &str, c: &pb::envoy::config::cluster::v3::Cluster) -> Result<XdsCluster, Reject> {
@@ -858,7 +1182,7 @@ impl XdsState {
             .iter()
             .flat_map(|rc| &rc.virtual_hosts)
             .flat_map(|vh| &vh.routes)
-            .map(|r| r.cluster.as_str())
+            .flat_map(|r| r.cluster_names())
             .chain(cfg.listeners.iter().filter_map(|l| l.cluster.as_deref()))
             .filter(|c| !known.contains(c))
             .map(str::to_owned)

@@ -87,14 +87,7 @@ fn node(n: &NodeIdentity) -> Node {
     let fields = n
         .metadata
         .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                Value {
-                    kind: Some(Kind::StringValue(v.clone())),
-                },
-            )
-        })
+        .map(|(k, v)| (k.clone(), json_to_value(v)))
         .collect();
     Node {
         id: n.id.clone(),
@@ -107,6 +100,137 @@ fn node(n: &NodeIdentity) -> Node {
             ),
         ),
         ..Default::default()
+    }
+}
+
+/// JSON → `google.protobuf.Value` (numbers become doubles, as in the
+/// protobuf JSON mapping). Iterative, so deep nesting cannot overflow the
+/// stack.
+pub(crate) fn json_to_value(v: &serde_json::Value) -> Value {
+    use pb::google::protobuf::ListValue;
+    use serde_json::Value as J;
+    // Work items: a value to convert, or "pop N finished values into a
+    // list / the named fields of a struct".
+    enum Work<'a> {
+        Convert(&'a J),
+        List(usize),
+        Struct(Vec<&'a String>),
+    }
+    let mut work = vec![Work::Convert(v)];
+    let mut done: Vec<Value> = Vec::new();
+    while let Some(w) = work.pop() {
+        match w {
+            Work::Convert(j) => {
+                let kind = match j {
+                    J::Null => Kind::NullValue(0),
+                    J::Bool(b) => Kind::BoolValue(*b),
+                    J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+                    J::String(s) => Kind::StringValue(s.clone()),
+                    J::Array(items) => {
+                        work.push(Work::List(items.len()));
+                        work.extend(items.iter().rev().map(Work::Convert));
+                        continue;
+                    }
+                    J::Object(map) => {
+                        work.push(Work::Struct(map.keys().collect()));
+                        work.extend(map.values().rev().map(Work::Convert));
+                        continue;
+                    }
+                };
+                done.push(Value { kind: Some(kind) });
+            }
+            Work::List(n) => {
+                let values = done.split_off(done.len() - n);
+                done.push(Value {
+                    kind: Some(Kind::ListValue(ListValue { values })),
+                });
+            }
+            Work::Struct(keys) => {
+                let values = done.split_off(done.len() - keys.len());
+                let fields = keys.into_iter().cloned().zip(values).collect();
+                done.push(Value {
+                    kind: Some(Kind::StructValue(Struct { fields })),
+                });
+            }
+        }
+    }
+    done.pop().unwrap_or(Value {
+        kind: Some(Kind::NullValue(0)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_becomes_a_struct_of_protobuf_values() {
+        let meta = serde_json::json!({
+            "NAMESPACE": "default",
+            "LABELS": { "app": "reviews", "version": "v1" },
+            "INSTANCE_IPS": "10.0.0.5",
+            "PORT": 9080,
+            "MESH": true,
+            "NONE": null,
+            "LIST": ["a", 1.5, { "k": [] }]
+        });
+        let identity = NodeIdentity {
+            id: "sidecar~10.0.0.5~reviews-v1.default~default.svc.cluster.local".into(),
+            cluster: "reviews.default".into(),
+            metadata: meta
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let n = node(&identity);
+        let fields = n.metadata.unwrap().fields;
+        let s = |v: &str| Value {
+            kind: Some(Kind::StringValue(v.into())),
+        };
+        assert_eq!(fields["NAMESPACE"], s("default"));
+        let Some(Kind::StructValue(labels)) = &fields["LABELS"].kind else {
+            panic!("{:?}", fields["LABELS"])
+        };
+        assert_eq!(labels.fields["app"], s("reviews"));
+        assert_eq!(labels.fields["version"], s("v1"));
+        assert_eq!(fields["PORT"].kind, Some(Kind::NumberValue(9080.0)));
+        assert_eq!(fields["MESH"].kind, Some(Kind::BoolValue(true)));
+        assert_eq!(fields["NONE"].kind, Some(Kind::NullValue(0)));
+        let Some(Kind::ListValue(list)) = &fields["LIST"].kind else {
+            panic!()
+        };
+        assert_eq!(list.values[0], s("a"));
+        assert_eq!(list.values[1].kind, Some(Kind::NumberValue(1.5)));
+        let Some(Kind::StructValue(inner)) = &list.values[2].kind else {
+            panic!()
+        };
+        assert_eq!(
+            inner.fields["k"].kind,
+            Some(Kind::ListValue(Default::default()))
+        );
+        // Nothing configured: no Struct at all.
+        assert_eq!(node(&NodeIdentity::default()).metadata, None);
+    }
+
+    #[test]
+    fn deep_nesting_does_not_recurse() {
+        let mut v = serde_json::Value::String("x".into());
+        for _ in 0..100_000 {
+            v = serde_json::Value::Array(vec![v]);
+        }
+        let mut depth = 0;
+        let mut cur = json_to_value(&v);
+        while let Some(Kind::ListValue(mut l)) = cur.kind {
+            depth += 1;
+            cur = l.values.pop().unwrap();
+        }
+        assert_eq!(depth, 100_000);
+        assert_eq!(cur.kind, Some(Kind::StringValue("x".into())));
+        // serde_json's own drop of `v` and prost's of the converted value
+        // recurse; leak both rather than overflow the test thread.
+        std::mem::forget(v);
     }
 }
 

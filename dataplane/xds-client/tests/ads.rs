@@ -69,9 +69,10 @@ fn expected(cluster: &str, endpoints: &[SocketAddr]) -> ProxyConfig {
                     name: None,
                     matcher: RouteMatchSpec {
                         prefix: Some("/".into()),
-                        exact: None,
+                        ..Default::default()
                     },
-                    cluster: cluster.into(),
+                    cluster: Some(cluster.into()),
+                    weighted_clusters: None,
                     timeout: None,
                 }],
             }],
@@ -156,7 +157,14 @@ async fn client_follows_the_control_plane_nacks_and_survives_a_restart() {
     let node = NodeIdentity {
         id: "sidecar~127.0.0.1~p.ns~ns.svc.cluster.local".into(),
         cluster: "web.ns".into(),
-        metadata: [("NAMESPACE".to_string(), "ns".to_string())].into(),
+        metadata: [
+            ("NAMESPACE".to_string(), serde_json::json!("ns")),
+            (
+                "LABELS".to_string(),
+                serde_json::json!({ "app": "web", "version": "v1" }),
+            ),
+        ]
+        .into(),
     };
     let options = ClientOptions {
         backoff_max: Duration::from_millis(500),
@@ -181,6 +189,11 @@ async fn client_follows_the_control_plane_nacks_and_survives_a_restart() {
     let s = until_status(&server, "every type synced", all_synced).await;
     assert_eq!(s.node.cluster, "web.ns");
     assert_eq!(s.node.user_agent_name, "ringmesh");
+    assert_eq!(
+        serde_json::Value::Object(s.node.metadata.clone()),
+        serde_json::json!({ "NAMESPACE": "ns", "LABELS": { "app": "web", "version": "v1" } }),
+        "the node metadata reaches the control plane as a Struct"
+    );
 
     // 2. A changed route (to a new cluster) delivers a new configuration;
     // the old cluster and its endpoints are dropped.

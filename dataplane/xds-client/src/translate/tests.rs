@@ -1,5 +1,7 @@
 use prost::Name;
 
+mod l7;
+
 use super::*;
 use crate::wire::pb::{
     envoy::{
@@ -28,7 +30,6 @@ use crate::wire::pb::{
             },
             tcp_proxy::v3::{tcp_proxy, TcpProxy},
         },
-        r#type::matcher::v3::RegexMatcher,
     },
     google::protobuf::{Any, BoolValue, Duration, UInt32Value},
 };
@@ -195,7 +196,10 @@ fn http_listener_with_inline_route_and_original_dst() {
     assert_eq!(x.spec.route_config.as_deref(), Some("out#inline"));
     let rc = x.inline_route.unwrap();
     assert_eq!(rc.name, "out#inline");
-    assert_eq!(rc.virtual_hosts[0].routes[0].cluster, "web");
+    assert_eq!(
+        rc.virtual_hosts[0].routes[0].cluster.as_deref(),
+        Some("web")
+    );
 }
 
 #[test]
@@ -247,7 +251,7 @@ fn route_configuration_prefix_exact_and_timeout() {
     assert_eq!(vh.routes[0].timeout.as_deref(), Some("0s"));
     assert_eq!(vh.routes[1].matcher.prefix.as_deref(), Some("/"));
     assert_eq!(vh.routes[1].timeout.as_deref(), Some("2500ms"));
-    assert_eq!(vh.routes[1].cluster, "web");
+    assert_eq!(vh.routes[1].cluster.as_deref(), Some("web"));
 }
 
 #[test]
@@ -341,31 +345,27 @@ fn rejections_name_the_resource_field_and_reason() {
     assert!(err_text(ResourceType::Listener, "l", &host)
         .contains("address.address: \"example.com\" is not an IP address"));
 
-    let mut regex = route_config(
+    let mut range = route_config(
         "rc",
         vec![route(PathSpecifier::Prefix("/".into()), "c", None)],
     );
-    regex.virtual_hosts[0].routes[0]
+    range.virtual_hosts[0].routes[0]
         .r#match
         .as_mut()
         .unwrap()
-        .path_specifier = Some(PathSpecifier::SafeRegex(RegexMatcher::default()));
+        .headers = vec![HeaderMatcher {
+        name: "x".into(),
+        header_match_specifier: Some(
+            crate::wire::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier::RangeMatch(
+                Default::default(),
+            ),
+        ),
+        ..Default::default()
+    }];
     assert_eq!(
-        err_text(ResourceType::RouteConfiguration, "rc", &regex),
-        "RouteConfiguration \"rc\": virtual_hosts[0].routes[0].match.safe_regex: regex matches are not supported"
+        err_text(ResourceType::RouteConfiguration, "rc", &range),
+        "RouteConfiguration \"rc\": virtual_hosts[0].routes[0].match.headers[0].range_match: range matches are not supported"
     );
-
-    let mut headers = route_config(
-        "rc",
-        vec![route(PathSpecifier::Prefix("/".into()), "c", None)],
-    );
-    headers.virtual_hosts[0].routes[0]
-        .r#match
-        .as_mut()
-        .unwrap()
-        .headers = vec![HeaderMatcher::default()];
-    assert!(err_text(ResourceType::RouteConfiguration, "rc", &headers)
-        .contains("routes[0].match.headers: header matches are not supported"));
 
     let dns = cluster_of("d", DiscoveryType::StrictDns);
     assert_eq!(
