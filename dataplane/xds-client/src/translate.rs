@@ -257,6 +257,16 @@ fn listener(
             "only one address per listener is supported",
         );
     }
+    // A listener that only receives connections handed over by another
+    // (Istio's `0.0.0.0_PORT` behind `virtualOutbound`) must not be bound:
+    // binding it would claim the port on every interface.
+    if l.bind_to_port.as_ref().is_some_and(|b| !b.value) {
+        return reject(
+            "bind_to_port",
+            "listeners that are not bound (connection hand-off from a use_original_dst listener) \
+             are not supported",
+        );
+    }
     if !l.listener_filters.is_empty() {
         return reject(
             "listener_filters",

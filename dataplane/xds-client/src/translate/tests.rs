@@ -332,6 +332,17 @@ fn rejections_name_the_resource_field_and_reason() {
     assert!(err_text(ResourceType::Listener, "l", &two)
         .contains("filter_chains: more than one filter chain"));
 
+    let mut unbound = rds_listener("0.0.0.0_9080", "9080");
+    unbound.bind_to_port = Some(pb::google::protobuf::BoolValue { value: false });
+    assert!(
+        err_text(ResourceType::Listener, "0.0.0.0_9080", &unbound)
+            .contains("bind_to_port: listeners that are not bound"),
+        "an unbound listener must not be bound by the proxy"
+    );
+    let mut bound = rds_listener("l", "r");
+    bound.bind_to_port = Some(pb::google::protobuf::BoolValue { value: true });
+    conv(ResourceType::Listener, "l", &bound).expect("bind_to_port: true is the default");
+
     let mut tls = rds_listener("l", "r");
     tls.filter_chains[0].transport_socket = Some(TransportSocket {
         name: "tls".into(),
