@@ -1,8 +1,8 @@
 //! `ringmesh-ca`: the mesh CA core — signing material on disk, the trust
 //! bundle, CSR signing into X.509 SVIDs, and proof of identity for the
 //! signing API (bootstrap tokens behind an [`Authenticator`] trait). The
-//! gRPC signing service and Kubernetes TokenReview are built on it
-//! elsewhere; nothing here does I/O beyond the data directory.
+//! Kubernetes TokenReview is built on it elsewhere; without the `grpc`
+//! feature nothing here does I/O beyond the data directory.
 //!
 //! **Signing material** ([`CaStore::open`]): a self-signed ECDSA P-256 root
 //! (CN "Ringmesh Root CA", O = trust domain, 10 years, `cA` with pathLen 1,
@@ -24,6 +24,34 @@
 //! subjects, SANs, extensions and attributes that were not granted are
 //! reported in [`IssuedCert::dropped`].
 //!
+//! **Signing service** (feature `grpc`): `ca_service` serves
+//! `ringmesh.ca.v1.CertificateService` (`proto/ringmesh/ca/v1/ca.proto`)
+//! over a [`CaStore`] and an [`Authenticator`] — bearer credential from
+//! the `authorization` metadata, the documented status codes, a
+//! per-identity rate limit, CSRs claiming unproven SANs or CA authority
+//! refused (`CsrPolicy`), every issuance and refusal logged.
+//! `request_certificate` is the proxy's client for it (feature
+//! `grpc-client` alone gives the client without the server code).
+//!
+//! **Bootstrap tokens** (file mode): [`TokenAuthority::open`] loads the
+//! HMAC key `token-key` from the data directory, creating it on first use.
+//! Whoever mints tokens and the signing service must open the *same*
+//! directory. A `token` subcommand does:
+//!
+//! ```no_run
+//! # fn f(data_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use ringmesh_ca::{Identity, TokenAuthority};
+//!
+//! let authority = TokenAuthority::open(data_dir)?;
+//! let identity = Identity::new("cluster.local", "default", "reviews")?;
+//! println!("{}", authority.issue(&identity, Duration::from_secs(24 * 3600)));
+//! # Ok(()) }
+//! ```
+//!
+//! A token proves its identity until it expires; there is no revocation
+//! short of replacing `token-key` (which invalidates every token).
+//!
 //! **Identity type**: [`Identity`] is `ringmesh_tls::SpiffeId`. The data
 //! plane must not depend on the CA, so the type lives in `ringmesh-tls`
 //! and this crate depends on it (as it does for [`TrustBundle`]).
@@ -31,17 +59,32 @@
 //! Not done yet: CRLs/OCSP (SVIDs are short-lived instead), HSM/KMS keys,
 //! reloading changed files without a restart, automatic root rotation
 //! (today an operator adds the new root to `trust-bundle.pem`, waits for
-//! bundles to propagate, then swaps the signing material), and the
-//! Kubernetes TokenReview [`Authenticator`].
+//! bundles to propagate, then swaps the signing material), the
+//! Kubernetes TokenReview [`Authenticator`], and TLS on the signing API
+//! (the client speaks `http://` only, so a bootstrap token crosses the
+//! network in clear; keep the control plane on a trusted network or
+//! loopback until then).
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "grpc-client")]
+mod client;
 mod fsutil;
 mod keys;
+#[cfg(feature = "grpc")]
+mod service;
 mod sign;
 mod store;
 mod token;
 mod x509;
+
+#[cfg(feature = "grpc-client")]
+pub use client::{request_certificate, ClientError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+#[cfg(feature = "grpc")]
+pub use service::{
+    ca_service, CaService, CsrPolicy, RateLimit, ServiceOptions, AUTHORIZATION,
+    DEFAULT_MAX_CSR_BYTES,
+};
 
 pub use ringmesh_tls::{SpiffeId as Identity, TrustBundle};
 pub use sign::{Dropped, IssuedCert, SignError, TtlCap, CLOCK_SKEW};

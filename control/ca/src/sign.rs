@@ -19,6 +19,7 @@ use x509_parser::{
     certification_request::X509CertificationRequest,
     cri_attributes::ParsedCriAttribute,
     extensions::{GeneralName, ParsedExtension, X509Extension},
+    oid_registry::{OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_KEY_USAGE},
     prelude::FromDer,
 };
 
@@ -31,6 +32,10 @@ use crate::{
 /// Allowance for clocks behind the CA's: certificates start this long
 /// before they are signed.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// Key usage names in [`Dropped::Extension`] details.
+const KEY_CERT_SIGN: &str = "keyCertSign";
+const CRL_SIGN: &str = "cRLSign";
 
 /// Longest RSA key accepted (ring verifies up to 8192 bits).
 const MAX_RSA_BITS: usize = 8192;
@@ -83,6 +88,33 @@ pub enum Dropped {
     Extension { name: String, detail: String },
     /// A CSR attribute other than the extension request.
     Attribute(String),
+}
+
+impl Dropped {
+    /// Whether this item claims something only a proof could grant: a SAN
+    /// other than the proven identity (another SPIFFE ID, a DNS name, an
+    /// IP) or CA authority (`cA=true`, keyCertSign, cRLSign). The signing
+    /// API refuses such CSRs with PERMISSION_DENIED by default (see
+    /// `ca.proto`); a requested subject, extra EKUs or key usages such as
+    /// nonRepudiation and unknown extensions are only dropped.
+    pub fn claims_unproven(&self) -> bool {
+        match self {
+            Dropped::San(_) => true,
+            Dropped::Extension { name, detail } => {
+                if *name == oid_name(&OID_X509_EXT_BASIC_CONSTRAINTS) {
+                    // Only `cA=true` is ever reported for basicConstraints.
+                    true
+                } else if *name == oid_name(&OID_X509_EXT_KEY_USAGE) {
+                    detail
+                        .split(", ")
+                        .any(|u| u == KEY_CERT_SIGN || u == CRL_SIGN)
+                } else {
+                    false
+                }
+            }
+            Dropped::Subject(_) | Dropped::Attribute(_) => false,
+        }
+    }
 }
 
 impl fmt::Display for Dropped {
@@ -350,8 +382,8 @@ fn dropped_from_extension(ext: &X509Extension<'_>, proven_uri: &str, out: &mut V
                 (ku.non_repudiation(), "nonRepudiation"),
                 (ku.data_encipherment(), "dataEncipherment"),
                 (ku.key_agreement(), "keyAgreement"),
-                (ku.key_cert_sign(), "keyCertSign"),
-                (ku.crl_sign(), "cRLSign"),
+                (ku.key_cert_sign(), KEY_CERT_SIGN),
+                (ku.crl_sign(), CRL_SIGN),
                 (ku.encipher_only(), "encipherOnly"),
                 (ku.decipher_only(), "decipherOnly"),
             ]

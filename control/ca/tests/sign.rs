@@ -266,6 +266,24 @@ fn greedy_csr_gets_only_the_proven_identity() {
             "extension 1.3.6.1.4.1.99999.1",
         ],
     );
+    // What the signing API refuses outright: unproven SANs and CA
+    // authority; the rest is only dropped.
+    let claims: Vec<String> = issued
+        .dropped
+        .iter()
+        .filter(|d| d.claims_unproven())
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        claims,
+        vec![
+            "extension keyUsage (keyCertSign)",
+            "SAN URI:spiffe://cluster.local/ns/istio-system/sa/admin",
+            "SAN DNS:evil.example",
+            "SAN IP:10.0.0.1",
+            "extension basicConstraints (cA=true, pathLen=3)",
+        ],
+    );
 }
 
 #[test]
