@@ -607,3 +607,34 @@ Warning: 1 warning when analyzing 3 resources in 1 file.
         lines.starts_with("control/cli/testdata/mesh/mtls-downgrade.yaml:19:11: warning[RM0105]")
     );
 }
+
+#[test]
+fn registry_objects_are_checked_as_the_control_plane_loads_them() {
+    let good = "\
+apiVersion: registry.ringmesh.io/v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  ports: [{name: http, port: 9080}]
+  selector: {app: reviews}
+---
+apiVersion: registry.ringmesh.io/v1
+kind: Workload
+metadata: {name: reviews-v1-0, namespace: default, labels: {app: reviews}}
+spec:
+  address: 10.0.0.7
+";
+    // Valid registry objects are neither errors nor "not an Istio resource".
+    let r = analyze_stdin(&["-"], good);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(!r.stdout.contains("RM0013"), "{}", r.stdout);
+
+    let bad = good.replace("10.0.0.7", "10.0.0.300");
+    let r = analyze_stdin(&["-"], &bad);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert_eq!(
+        r.lines()[0],
+        "<stdin>:12:12: error[RM0203] Workload default/reviews-v1-0: spec.address: \
+         invalid address \"10.0.0.300\": not an IPv4 or IPv6 address"
+    );
+}

@@ -60,6 +60,17 @@ pub fn load_state(dir: &Path, options: &FileOptions, previous: Option<&MeshState
     Arc::unwrap_or_clone(loaded.state)
 }
 
+/// Load in-memory sources `(label, text)` once — registry objects and Istio
+/// resources alike, with the same checks and diagnostics as a directory.
+/// For `ringmesh analyze`.
+pub fn load_sources<'a>(
+    sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+    options: &FileOptions,
+) -> MeshState {
+    let scan = Scan::from_sources(sources);
+    Arc::unwrap_or_clone(build(&scan, options, None).state)
+}
+
 /// The registry of the embedded (file) mode: Services, Workloads and Istio
 /// resources from a directory of YAML, published as a new [`MeshState`]
 /// whenever the content changes. Dropping it stops the polling.

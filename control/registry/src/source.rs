@@ -110,6 +110,29 @@ pub(crate) struct Scan {
 }
 
 impl Scan {
+    /// In-memory sources `(label, text)`, as if read from files with those
+    /// labels (for `ringmesh analyze`, which also reads stdin).
+    pub(crate) fn from_sources<'a>(sources: impl IntoIterator<Item = (&'a str, &'a str)>) -> Scan {
+        let files = sources
+            .into_iter()
+            .map(|(label, text)| {
+                let mut h = Fnv::new();
+                h.bytes(text.as_bytes());
+                SourceFile {
+                    path: PathBuf::from(label),
+                    label: label.to_owned(),
+                    content: Ok(Arc::from(text)),
+                    hash: h.finish(),
+                    stamp: None,
+                }
+            })
+            .collect();
+        Scan {
+            files,
+            ..Scan::default()
+        }
+    }
+
     /// Read `dir`, reusing from `previous` the contents of files whose stamp
     /// did not change (and is not recent).
     pub(crate) fn read(dir: &Path, previous: Option<&Scan>) -> Scan {

@@ -21,7 +21,8 @@ use std::{
 };
 
 use clap::ValueEnum;
-use ringmesh_istio::{Loader, Severity, DEFAULT_DOMAIN_SUFFIX};
+use ringmesh_istio::{Severity, DEFAULT_DOMAIN_SUFFIX};
+use ringmesh_registry::FileOptions;
 
 use self::{
     input::Inputs,
@@ -139,27 +140,31 @@ pub struct Args {
 
 /// Load, analyze and report `inputs`: the whole run short of printing.
 pub fn analyze(args: &Args, inputs: &Inputs) -> Report {
-    let loader = Loader::new()
-        .default_namespace(&args.namespace)
-        .domain_suffix(&args.domain_suffix);
-    let loaded = loader.load_sources(
+    // Registry objects (Service, Workload) and Istio resources, checked
+    // exactly as ringmesh-control checks them.
+    let loaded = ringmesh_registry::load_sources(
         inputs
             .sources
             .iter()
             .map(|(label, text)| (label.as_str(), text.as_str())),
+        &FileOptions {
+            domain_suffix: args.domain_suffix.clone(),
+            default_namespace: args.namespace.clone(),
+            ..FileOptions::default()
+        },
     );
     let mut diagnostics = inputs.unreadable.clone();
-    diagnostics.extend(loaded.diagnostics);
+    diagnostics.extend(loaded.diagnostics.iter().cloned());
     let has_errors = diagnostics.iter().any(|d| d.is_error());
     let mesh = Mesh::new(
-        &loaded.model,
+        &loaded.istio,
         &diagnostics,
         &args.root_namespace,
         &args.domain_suffix,
     );
     let found = mesh::analyze(&mesh, has_errors, |label| inputs.text(label));
     diagnostics.extend(found);
-    Report::new(diagnostics, &loaded.model, inputs.files(), &args.suppress)
+    Report::new(diagnostics, &loaded.istio, inputs.files(), &args.suppress)
 }
 
 /// The `analyze` command, start to finish.
