@@ -474,8 +474,10 @@ fn help_lists_only_what_exists() {
     let r = finished(command(&["--help"]).output().expect("running ringmesh"));
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("\n  analyze  "), "{}", r.stdout);
-    // proxy-status and config-dump: tests/tests/cli_status.rs.
-    for planned in ["demo", "tls-check", "inject"] {
+    // proxy-status and config-dump: tests/tests/cli_status.rs; demo:
+    // tests/tests/demo.rs.
+    assert!(r.stdout.contains("\n  demo  "), "{}", r.stdout);
+    for planned in ["tls-check", "inject"] {
         assert!(
             !r.stdout.contains(planned),
             "{planned} is not a command yet"

@@ -13,9 +13,13 @@
 //!   ([`proxy_status`]).
 //! - `ringmesh config-dump` prints a proxy's live configuration from its
 //!   admin endpoint, filtered by type ([`config_dump`]).
+//! - `ringmesh demo` runs a whole mesh on loopback: control plane, one
+//!   sidecar per "pod", the sample application, traffic and a live view
+//!   (`ringmesh-demo`).
 //!
-//! The other commands of the design (`demo`, `tls-check`, `inject`) come
-//! later; they are left out of the binary rather than stubbed.
+//! `tls-check` and `inject` come later; they are left out of the binary
+//! rather than stubbed.
+
 #![forbid(unsafe_code)]
 
 pub mod addr;
@@ -82,6 +86,12 @@ pub enum Command {
         after_help = config_dump::EXAMPLES,
     )]
     ConfigDump(config_dump::Args),
+    /// Run a whole mesh on this machine: control plane, sidecars, sample app, traffic, live view
+    #[command(
+        long_about = ringmesh_demo::LONG_ABOUT,
+        after_help = ringmesh_demo::EXAMPLES,
+    )]
+    Demo(ringmesh_demo::DemoArgs),
 }
 
 /// Run a parsed command line; the exit status is the command's.
@@ -90,6 +100,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Analyze(args) => analyze::main(&args),
         Command::ProxyStatus(args) => proxy_status::main(&args),
         Command::ConfigDump(args) => config_dump::main(&args),
+        // On the main thread: the children's parent-death signal is tied
+        // to the thread that spawned them.
+        Command::Demo(args) => ExitCode::from(u8::try_from(ringmesh_demo::run(args)).unwrap_or(1)),
     }
 }
 
