@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -15,14 +16,17 @@ use ringmesh_route::{
     WeightedCluster, WeightedClusters,
 };
 
+use ringmesh_tls::{SpiffeId, TrustBundle};
+
 use crate::{
     fnv1a64,
     model::{
-        ClusterSpec, HeaderMatchSpec, ListenerProtocol, ProxyConfig, QueryParameterMatchSpec,
-        RouteConfigSpec, RouteSpec,
+        ClusterSpec, ClusterTlsSpec, DownstreamTlsMode, HeaderMatchSpec, IdentitySpec,
+        ListenerProtocol, ProxyConfig, QueryParameterMatchSpec, RouteConfigSpec, RouteSpec,
+        TrustBundleSpec, UpstreamTlsMode,
     },
-    parse_duration, Cluster, ClusterKind, ConfigError, Endpoint, LbPolicy, Listener, ListenerKind,
-    ProxyLimits, Snapshot,
+    parse_duration, Cluster, ClusterKind, ConfigError, DownstreamTls, Endpoint, IdentityConfig,
+    IdentitySource, LbPolicy, Listener, ListenerKind, ProxyLimits, Snapshot, UpstreamTls,
 };
 
 /// Route `timeout` when none is configured (Envoy's default).
@@ -64,7 +68,21 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
             }
         });
 
-    let (clusters, cluster_by_name) = compile_clusters(&cfg.clusters, &mut cluster_errs);
+    let mut identity_errs = Errors::default();
+    let identity = cfg
+        .identity
+        .as_ref()
+        .map(|spec| compile_identity(spec, &mut identity_errs));
+    // What the TLS settings of listeners and clusters are checked against:
+    // whether there is an identity, and its trust domain when valid.
+    let mesh = Mesh {
+        has_identity: cfg.identity.is_some(),
+        trust_domain: identity
+            .as_ref()
+            .and_then(|i| i.as_ref().map(|i| i.trust_domain.clone())),
+    };
+    let identity = identity.flatten();
+    let (clusters, cluster_by_name) = compile_clusters(&cfg.clusters, &mesh, &mut cluster_errs);
     let tables = compile_route_configs(
         &cfg.route_configs,
         &clusters,
@@ -77,6 +95,7 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
         &tables,
         &clusters,
         &cluster_by_name,
+        &mesh,
         &mut listener_errs,
     );
     let limits = compile_limits(cfg, &mut limit_errs);
@@ -93,6 +112,9 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
         }
     }
 
+    let mut bundle_errs = Errors::default();
+    let sds_roots = compile_trust_bundles(&cfg.trust_bundles, &mut bundle_errs);
+
     let errors: Vec<ConfigError> = [
         admin_errs,
         listener_errs,
@@ -100,6 +122,8 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
         cluster_errs,
         limit_errs,
         xds_errs,
+        identity_errs,
+        bundle_errs,
     ]
     .into_iter()
     .flat_map(|e| e.0)
@@ -114,13 +138,300 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
         cluster_by_name,
         limits,
         admin,
+        identity: identity.map(Arc::new),
+        sds_roots: Arc::new(sds_roots),
         source: Arc::new(cfg.clone()),
     })
 }
 
+/// What listener and cluster TLS settings depend on.
+struct Mesh {
+    has_identity: bool,
+    /// The identity's trust domain, when it is valid.
+    trust_domain: Option<String>,
+}
+
+impl Mesh {
+    /// The error for a TLS mode that needs an identity the proxy lacks.
+    fn require_identity(&self, mode: &str, at: String, errs: &mut Errors) {
+        if !self.has_identity {
+            errs.add(
+                at,
+                format!(
+                    "{mode} needs this proxy's own certificate: add an identity section \
+                     (ca_address + token_file, or cert_chain + private_key + trust_bundle)"
+                ),
+            );
+        }
+    }
+}
+
+/// `None` when the section is invalid (its errors are in `errs`).
+fn compile_identity(spec: &IdentitySpec, errs: &mut Errors) -> Option<IdentityConfig> {
+    let before = errs.0.len();
+    let at = |f: &str| format!("identity.{f}");
+    if let Err(e) = ringmesh_tls::id::validate_trust_domain(&spec.trust_domain) {
+        errs.add(at("trust_domain"), e.to_string());
+    }
+    let path = |field: &str, value: &Option<String>, errs: &mut Errors| -> Option<PathBuf> {
+        match value.as_deref() {
+            Some("") => {
+                errs.add(at(field), "must not be empty (a file path)");
+                None
+            }
+            Some(p) => Some(PathBuf::from(p)),
+            None => None,
+        }
+    };
+    let token_file = path("token_file", &spec.token_file, errs);
+    let cert_chain = path("cert_chain", &spec.cert_chain, errs);
+    let private_key = path("private_key", &spec.private_key, errs);
+    let trust_bundle = path("trust_bundle", &spec.trust_bundle, errs);
+
+    let id = match (&spec.namespace, &spec.service_account) {
+        (Some(ns), Some(sa)) => {
+            match SpiffeId::new(spec.trust_domain.as_str(), ns.as_str(), sa.as_str()) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    // Blame the part that is wrong (the trust domain has its own error).
+                    if ringmesh_tls::id::validate_trust_domain(&spec.trust_domain).is_ok() {
+                        let field = if SpiffeId::new(spec.trust_domain.as_str(), ns.as_str(), "x")
+                            .is_err()
+                        {
+                            "namespace"
+                        } else {
+                            "service_account"
+                        };
+                        errs.add(at(field), e.to_string());
+                    }
+                    None
+                }
+            }
+        }
+        (Some(_), None) => {
+            errs.add(at("service_account"), "required with namespace");
+            None
+        }
+        (None, Some(_)) => {
+            errs.add(at("namespace"), "required with service_account");
+            None
+        }
+        (None, None) => None,
+    };
+
+    let source = match (&spec.ca_address, &spec.cert_chain) {
+        (Some(address), chain) => {
+            if chain.is_some() {
+                errs.add(
+                    at("cert_chain"),
+                    "not allowed with ca_address (the certificate comes from the CA)",
+                );
+            }
+            if spec.private_key.is_some() {
+                errs.add(
+                    at("private_key"),
+                    "not allowed with ca_address (the key is generated by the proxy and never leaves it)",
+                );
+            }
+            if spec.token_file.is_none() {
+                errs.add(
+                    at("token_file"),
+                    "required with ca_address (the bootstrap token proves this proxy's identity to the CA)",
+                );
+            }
+            if spec.namespace.is_none() && spec.service_account.is_none() {
+                errs.add(
+                    at("namespace"),
+                    "required with ca_address (with service_account: the identity to ask for)",
+                );
+            }
+            let address = match parse_upstream_addr(address) {
+                Ok(a) => Some(a),
+                Err(reason) => {
+                    errs.add(at("ca_address"), reason);
+                    None
+                }
+            };
+            let ttl = match spec.ttl.as_deref().map(parse_duration) {
+                None => None,
+                Some(Ok(d)) if d < Duration::from_secs(2) => {
+                    errs.add(at("ttl"), "must be at least 2s");
+                    None
+                }
+                Some(Ok(d)) => Some(d),
+                Some(Err(reason)) => {
+                    errs.add(at("ttl"), reason);
+                    None
+                }
+            };
+            match (address, token_file) {
+                (Some(address), Some(token_file)) => Some(IdentitySource::Ca {
+                    address,
+                    token_file,
+                    ttl,
+                }),
+                _ => None,
+            }
+        }
+        (None, Some(_)) => {
+            if spec.token_file.is_some() {
+                errs.add(at("token_file"), "only with ca_address");
+            }
+            if spec.ttl.is_some() {
+                errs.add(
+                    at("ttl"),
+                    "only with ca_address (a certificate from files lives as long as it says)",
+                );
+            }
+            if spec.private_key.is_none() {
+                errs.add(at("private_key"), "required with cert_chain");
+            }
+            if spec.trust_bundle.is_none() {
+                errs.add(
+                    at("trust_bundle"),
+                    "required with cert_chain (the roots peers' certificates must chain to)",
+                );
+            }
+            match (cert_chain, private_key) {
+                (Some(cert_chain), Some(private_key)) => Some(IdentitySource::Files {
+                    cert_chain,
+                    private_key,
+                }),
+                _ => None,
+            }
+        }
+        (None, None) => {
+            errs.add(
+                "identity",
+                "give ca_address and token_file (a certificate from the mesh CA), or cert_chain, \
+                 private_key and trust_bundle (files)",
+            );
+            None
+        }
+    };
+    if errs.0.len() > before {
+        return None;
+    }
+    Some(IdentityConfig {
+        trust_domain: spec.trust_domain.clone(),
+        id,
+        source: source?,
+        trust_bundle,
+    })
+}
+
+/// The union of the control plane's trust bundles.
+fn compile_trust_bundles(specs: &[TrustBundleSpec], errs: &mut Errors) -> TrustBundle {
+    let mut all = TrustBundle::new();
+    for (i, b) in specs.iter().enumerate() {
+        if let Err(e) = all.extend_pem(b.pem.as_bytes()) {
+            errs.add(
+                format!("trust_bundles[{i}].pem"),
+                format!("{:?}: {e}", b.name),
+            );
+        }
+    }
+    all
+}
+
+/// A listener's `tls` section.
+fn listener_tls(
+    spec: Option<&crate::model::ListenerTlsSpec>,
+    at: &str,
+    mesh: &Mesh,
+    errs: &mut Errors,
+) -> DownstreamTls {
+    let Some(spec) = spec else {
+        return DownstreamTls::Disable;
+    };
+    let (tls, name) = match spec.mode {
+        DownstreamTlsMode::Disable => return DownstreamTls::Disable,
+        DownstreamTlsMode::Strict => (DownstreamTls::Strict, "STRICT"),
+        DownstreamTlsMode::Permissive => (DownstreamTls::Permissive, "PERMISSIVE"),
+    };
+    mesh.require_identity(name, format!("{at}.tls.mode"), errs);
+    tls
+}
+
+/// A cluster's `tls` section.
+fn cluster_tls(
+    spec: Option<&ClusterTlsSpec>,
+    at: &str,
+    mesh: &Mesh,
+    errs: &mut Errors,
+) -> Option<Arc<UpstreamTls>> {
+    let spec = spec?;
+    if spec.mode == UpstreamTlsMode::Disable {
+        if !spec.subject_alt_names.is_empty() {
+            errs.add(
+                format!("{at}.tls.subject_alt_names"),
+                "only with mode ISTIO_MUTUAL",
+            );
+        }
+        if spec.sni.is_some() {
+            errs.add(format!("{at}.tls.sni"), "only with mode ISTIO_MUTUAL");
+        }
+        return None;
+    }
+    mesh.require_identity("ISTIO_MUTUAL", format!("{at}.tls.mode"), errs);
+    let mut sans = Vec::with_capacity(spec.subject_alt_names.len());
+    for (k, san) in spec.subject_alt_names.iter().enumerate() {
+        let field = format!("{at}.tls.subject_alt_names[{k}]");
+        match SpiffeId::parse(san) {
+            Ok(id) => {
+                if let Some(td) = mesh.trust_domain.as_deref() {
+                    if id.trust_domain() != td {
+                        errs.add(
+                            field,
+                            format!(
+                                "{san:?} is in trust domain {:?}, but this proxy's identity is in {td:?} \
+                                 (one trust domain per proxy)",
+                                id.trust_domain()
+                            ),
+                        );
+                        continue;
+                    }
+                }
+                if !sans.contains(&id) {
+                    sans.push(id);
+                }
+            }
+            Err(e) => errs.add(field, format!("{san:?} is not a mesh SPIFFE ID: {e}")),
+        }
+    }
+    if let Some(sni) = &spec.sni {
+        if rustls_pki_types::DnsName::try_from(sni.as_str()).is_err() {
+            errs.add(
+                format!("{at}.tls.sni"),
+                format!("{sni:?} is not a valid DNS name"),
+            );
+        }
+    }
+    // The key covers everything that decides whether a connection (or a
+    // TLS session) made for one cluster is acceptable for another.
+    let mut canonical = Vec::new();
+    canonical.extend_from_slice(b"istio_mutual\0");
+    for id in &sans {
+        canonical.extend_from_slice(id.to_string().as_bytes());
+        canonical.push(0);
+    }
+    canonical.push(b'\n');
+    canonical.extend_from_slice(spec.sni.as_deref().unwrap_or("").as_bytes());
+    let key = fnv1a64(&canonical).max(1);
+    Some(Arc::new(UpstreamTls {
+        subject_alt_names: sans,
+        sni: spec.sni.clone(),
+        key,
+    }))
+}
+
 type ClusterIndex = HashMap<Arc<str>, u32>;
 
-fn compile_clusters(specs: &[ClusterSpec], errs: &mut Errors) -> (Vec<Arc<Cluster>>, ClusterIndex) {
+fn compile_clusters(
+    specs: &[ClusterSpec],
+    mesh: &Mesh,
+    errs: &mut Errors,
+) -> (Vec<Arc<Cluster>>, ClusterIndex) {
     let mut clusters = Vec::with_capacity(specs.len());
     let mut by_name: ClusterIndex = HashMap::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
@@ -195,6 +506,7 @@ fn compile_clusters(specs: &[ClusterSpec], errs: &mut Errors) -> (Vec<Arc<Cluste
                 ClusterKind::OriginalDst
             }
         };
+        let tls = cluster_tls(spec.tls.as_ref(), &format!("clusters[{i}]"), mesh, errs);
         clusters.push(Arc::new(Cluster {
             id: fnv1a64(spec.name.as_bytes()),
             name,
@@ -204,6 +516,7 @@ fn compile_clusters(specs: &[ClusterSpec], errs: &mut Errors) -> (Vec<Arc<Cluste
             },
             kind,
             endpoints: endpoints.into(),
+            tls,
         }));
     }
     (clusters, by_name)
@@ -545,6 +858,7 @@ fn compile_listeners(
     tables: &[Option<Arc<RouteTable>>],
     clusters: &[Arc<Cluster>],
     cluster_by_name: &ClusterIndex,
+    mesh: &Mesh,
     errs: &mut Errors,
 ) -> Vec<Listener> {
     // First definition of each route-config name wins, as for clusters.
@@ -644,11 +958,13 @@ fn compile_listeners(
             }
         };
 
+        let tls = listener_tls(l.tls.as_ref(), &format!("listeners[{i}]"), mesh, errs);
         if let (Some(address), Some(kind)) = (address, kind) {
             listeners.push(Listener {
                 name: l.name.as_str().into(),
                 address,
                 original_dst: l.original_dst,
+                tls,
                 kind,
             });
         }
@@ -736,6 +1052,12 @@ fn compile_limits(cfg: &ProxyConfig, errs: &mut Errors) -> ProxyLimits {
         drain_timeout: duration("drain_timeout", &spec.drain_timeout, true, d.drain_timeout),
         max_connections_per_shard,
         max_request_body: spec.max_request_body_bytes,
+        tls_handshake_timeout: duration(
+            "tls_handshake_timeout",
+            &spec.tls_handshake_timeout,
+            false,
+            d.tls_handshake_timeout,
+        ),
     }
 }
 

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 pub use duration::{format_duration, parse_duration};
 pub use snapshot::{
-    Cluster, ClusterKind, Endpoint, LbPolicy, Listener, ListenerKind, ProxyLimits, Snapshot,
+    Cluster, ClusterKind, DownstreamTls, Endpoint, IdentityConfig, IdentitySource, LbPolicy,
+    Listener, ListenerKind, ProxyLimits, Snapshot, UpstreamTls,
 };
 
 /// One reason a configuration was rejected.
@@ -91,11 +92,17 @@ pub fn parse_yaml(text: &str, file: Option<&Path>) -> Result<model::ProxyConfig,
     let cfg: model::ProxyConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let line = inner.location().map(|l| (l.line(), l.column()));
-        let reason = yaml_reason(&inner.to_string(), &path, line);
+        let at = inner.location().map(|l| (l.line(), l.column()));
+        let reason = yaml_reason(&inner.to_string(), &path, at);
         ConfigErrors(vec![ConfigError {
             file: file.map(Path::to_path_buf),
-            line,
+            line: match at {
+                Some(at) => Some(locate::within_text(text, at)),
+                // The one error the parser does not locate (serde_yaml_ng
+                // does not expose its kind, only its text).
+                None if reason.contains("more than one document") => locate::second_document(text),
+                None => None,
+            },
             field: (path != "." && !path.is_empty()).then_some(path),
             reason,
         }])

@@ -56,6 +56,20 @@
 //!     - { cluster: reviews-v2, weight: 10 }
 //! ```
 //!
+//! mTLS (see `docs/CONFIG.md`): an `identity` section, listener
+//! `tls: { mode: STRICT | PERMISSIVE | DISABLE }` and cluster
+//! `tls: { mode: ISTIO_MUTUAL, subject_alt_names: [...], sni: ... }`:
+//!
+//! ```yaml
+//! identity:
+//!   trust_domain: cluster.local
+//!   namespace: default
+//!   service_account: reviews
+//!   ca_address: 127.0.0.1:15012     # or cert_chain / private_key / trust_bundle files
+//!   token_file: /var/run/ringmesh/token
+//!   ttl: 24h
+//! ```
+//!
 //! Implementation note: field names above are the contract other crates and
 //! tests rely on. Each struct derives `Serialize` too (for `/config_dump`).
 
@@ -81,6 +95,113 @@ pub struct ProxyConfig {
     /// from (Delta ADS). The file's own resources stay as static ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xds: Option<XdsSpec>,
+    /// This proxy's mesh identity (its SPIFFE X.509-SVID and the roots it
+    /// trusts), needed by listeners and clusters with mTLS. Read once at
+    /// start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
+    /// Roots delivered by the control plane as SDS validation-context
+    /// secrets (Istio's `ROOTCA`), trusted in addition to the identity's
+    /// own bundle. Filled in by the xDS client only: a file cannot set it.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pub trust_bundles: Vec<TrustBundleSpec>,
+}
+
+/// Where this proxy's certificate comes from: the mesh CA (`ca_address`,
+/// `token_file`, `namespace`, `service_account`), or files (`cert_chain`,
+/// `private_key`, `trust_bundle`). Relative paths are relative to the
+/// configuration file's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    /// The SPIFFE trust domain; default `cluster.local` (Istio's).
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    /// With `service_account`: the identity `spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// `IP:PORT` of the CA's certificate service (`ringmesh.ca.v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_address: Option<String>,
+    /// File holding the bootstrap token that proves the identity to the CA;
+    /// read again at every renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// Requested certificate lifetime (duration); the CA's default when
+    /// absent. Renewed at half-life.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::duration::opt_duration"
+    )]
+    pub ttl: Option<String>,
+    /// PEM certificate chain file (leaf first), instead of a CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_chain: Option<String>,
+    /// PEM private key file of `cert_chain`'s leaf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// PEM file of the roots peers' certificates must chain to (required
+    /// with files; added to the CA's bundle otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_bundle: Option<String>,
+}
+
+fn default_trust_domain() -> String {
+    "cluster.local".to_owned()
+}
+
+/// A named set of PEM root certificates from the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustBundleSpec {
+    pub name: String,
+    pub pem: String,
+}
+
+/// Inbound TLS of a listener (Istio's PeerAuthentication modes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DownstreamTlsMode {
+    /// mTLS required: plaintext connections are closed.
+    Strict,
+    /// mTLS or plaintext on the same port, told apart by the first bytes.
+    Permissive,
+    /// Plaintext only.
+    #[default]
+    Disable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsSpec {
+    pub mode: DownstreamTlsMode,
+}
+
+/// Outbound TLS of a cluster (Istio's DestinationRule `tls.mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UpstreamTlsMode {
+    /// mTLS with this proxy's SVID; the server must present an SVID of
+    /// the trust domain (and one of `subject_alt_names`, if given).
+    IstioMutual,
+    #[default]
+    Disable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsSpec {
+    pub mode: UpstreamTlsMode,
+    /// SPIFFE IDs the server may present; empty: any workload of the
+    /// trust domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    /// Server name sent in the ClientHello; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +254,9 @@ pub struct ListenerSpec {
     /// to it. Envoy's `use_original_dst`. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub original_dst: bool,
+    /// Inbound TLS; plaintext when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTlsSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,6 +418,9 @@ pub struct ClusterSpec {
     pub lb_policy: LbPolicySpec,
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
+    /// Outbound TLS; plaintext when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTlsSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,4 +478,13 @@ pub struct LimitsSpec {
     /// manager when it does not buffer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body_bytes: Option<u64>,
+    /// Longest an inbound TLS handshake may take from its first byte;
+    /// default 10s. (Outbound handshakes count against the cluster's
+    /// `connect_timeout`, as in Envoy.)
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::duration::opt_duration"
+    )]
+    pub tls_handshake_timeout: Option<String>,
 }

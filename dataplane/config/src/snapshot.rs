@@ -4,9 +4,10 @@
 //! and with the names of the configuration file, durations as duration
 //! strings, so that the live state reads like its source.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use ringmesh_route::RouteTable;
+use ringmesh_tls::{SpiffeId, TrustBundle};
 use serde::{ser::SerializeStruct, Serialize, Serializer};
 
 /// Everything a shard needs to serve traffic, compiled once.
@@ -27,6 +28,12 @@ pub struct Snapshot {
     pub cluster_by_name: HashMap<Arc<str>, u32>,
     pub limits: ProxyLimits,
     pub admin: Option<SocketAddr>,
+    /// This proxy's identity (from the bootstrap), when it has one.
+    pub identity: Option<Arc<IdentityConfig>>,
+    /// Roots from the control plane's SDS validation contexts, trusted in
+    /// addition to the identity's own bundle (empty without xDS).
+    #[serde(skip)]
+    pub sds_roots: Arc<TrustBundle>,
     /// The model this snapshot was compiled from (served by `/config_dump`).
     #[serde(skip)]
     pub source: Arc<crate::model::ProxyConfig>,
@@ -40,6 +47,20 @@ fn duration_str<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::format_duration(*d))
 }
 
+fn display_opt<T: std::fmt::Display, S: Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+fn display_all<T: std::fmt::Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(ToString::to_string))
+}
+
 /// Serializes as `{name, address, protocol: http, routes: {...}}` or
 /// `{name, address, protocol: tcp, cluster, cluster_idx}`.
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +69,8 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Recover the original destination of each connection.
     pub original_dst: bool,
+    /// Inbound TLS mode.
+    pub tls: DownstreamTls,
     #[serde(flatten)]
     pub kind: ListenerKind,
 }
@@ -82,6 +105,76 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     pub kind: ClusterKind,
     pub endpoints: Arc<[Endpoint]>,
+    /// mTLS to the endpoints (`ISTIO_MUTUAL`); plaintext when `None`.
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// A listener's inbound TLS (Istio's PeerAuthentication mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DownstreamTls {
+    /// Plaintext only.
+    #[default]
+    Disable,
+    /// mTLS required; plaintext connections are closed.
+    Strict,
+    /// mTLS or plaintext, told apart by the connection's first bytes.
+    Permissive,
+}
+
+/// How to originate mTLS to a cluster's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpstreamTls {
+    /// The server must present one of these SPIFFE IDs; empty: any
+    /// workload of the trust domain.
+    #[serde(serialize_with = "display_all")]
+    pub subject_alt_names: Vec<SpiffeId>,
+    /// Server name for the ClientHello; none (no SNI) when absent.
+    pub sni: Option<String>,
+    /// Stable hash of the settings above: connections are pooled and
+    /// TLS client configurations (with their session caches) shared only
+    /// between clusters with equal settings. Never 0 (plaintext's key).
+    #[serde(skip)]
+    pub key: u64,
+}
+
+/// The compiled `identity` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityConfig {
+    pub trust_domain: String,
+    /// The identity this proxy holds: required with a CA; with files, the
+    /// loaded certificate is checked against it when given.
+    #[serde(serialize_with = "display_opt")]
+    pub id: Option<SpiffeId>,
+    pub source: IdentitySource,
+    /// Extra roots (required with files), as written in the file.
+    pub trust_bundle: Option<PathBuf>,
+}
+
+/// Where the SVID comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum IdentitySource {
+    /// Key generated here, CSR signed by the mesh CA, renewed at half-life.
+    Ca {
+        address: SocketAddr,
+        token_file: PathBuf,
+        /// Requested lifetime; the CA's default when `None`.
+        #[serde(serialize_with = "duration_opt")]
+        ttl: Option<Duration>,
+    },
+    /// Certificate chain and key read from files (re-read when they change).
+    Files {
+        cert_chain: PathBuf,
+        private_key: PathBuf,
+    },
+}
+
+fn duration_opt<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&crate::format_duration(*d)),
+        None => s.serialize_none(),
+    }
 }
 
 /// Where a cluster's endpoints come from.
@@ -104,6 +197,8 @@ pub struct ProxyLimits {
     pub max_connections_per_shard: usize,
     /// `None`: no limit (bodies are streamed).
     pub max_request_body: Option<u64>,
+    /// Inbound TLS handshake, from its first byte.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ProxyLimits {
@@ -115,6 +210,7 @@ impl Default for ProxyLimits {
             drain_timeout: Duration::from_secs(5),
             max_connections_per_shard: 16384,
             max_request_body: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -122,7 +218,7 @@ impl Default for ProxyLimits {
 impl Serialize for ProxyLimits {
     /// The `limits:` section of the file, every value filled in.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("ProxyLimits", 8)?;
+        let mut st = s.serialize_struct("ProxyLimits", 9)?;
         st.serialize_field(
             "max_request_headers_kb",
             &(self.http1.max_head_bytes / 1024),
@@ -139,6 +235,10 @@ impl Serialize for ProxyLimits {
         if let Some(b) = self.max_request_body {
             st.serialize_field("max_request_body_bytes", &b)?;
         }
+        st.serialize_field(
+            "tls_handshake_timeout",
+            &crate::format_duration(self.tls_handshake_timeout),
+        )?;
         st.end()
     }
 }

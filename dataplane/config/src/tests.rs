@@ -9,6 +9,7 @@ use super::*;
 use crate::compile::{parse_listen_addr, parse_upstream_addr};
 
 mod l7;
+mod tls;
 
 /// The example from the `model` module documentation, verbatim.
 const DOC_EXAMPLE: &str = r#"
@@ -225,7 +226,7 @@ fn snapshot_serializes_like_the_file() {
         serde_json::json!({
             "max_request_headers_kb": 60, "max_request_headers_count": 100, "max_uri_length": 16384,
             "request_headers_timeout": "10s", "idle_timeout": "1m", "drain_timeout": "5s",
-            "max_connections_per_shard": 16384
+            "max_connections_per_shard": 16384, "tls_handshake_timeout": "10s"
         })
     );
     assert!(v.get("source").is_none());
@@ -248,12 +249,12 @@ listeners:
     assert_eq!(
         load_errors(text),
         ["proxy.yaml:5:5: listeners[0].route_cofig: unknown field `route_cofig`, expected one of `name`, \
-          `address`, `protocol`, `route_config`, `cluster`, `original_dst`"]
+          `address`, `protocol`, `route_config`, `cluster`, `original_dst`, `tls`"]
     );
     assert_eq!(
         load_errors("admin: { address: 127.0.0.1:1 }\nlistener: []\n"),
         ["proxy.yaml:2:1: listener: unknown field `listener`, expected one of `admin`, `listeners`, \
-          `route_configs`, `clusters`, `limits`, `xds`"]
+          `route_configs`, `clusters`, `limits`, `xds`, `identity`"]
     );
     let text = "\
 route_configs:
@@ -274,7 +275,7 @@ route_configs:
         load_errors("limits:\n  idle: 1s\n"),
         ["proxy.yaml:2:3: limits.idle: unknown field `idle`, expected one of `max_request_headers_kb`, \
           `max_request_headers_count`, `max_uri_length`, `request_headers_timeout`, `idle_timeout`, \
-          `drain_timeout`, `max_connections_per_shard`, `max_request_body_bytes`"]
+          `drain_timeout`, `max_connections_per_shard`, `max_request_body_bytes`, `tls_handshake_timeout`"]
     );
 }
 

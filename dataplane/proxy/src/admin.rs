@@ -1,5 +1,6 @@
 //! The admin server, on the control thread (never on a shard): readiness,
-//! Prometheus metrics, the live configuration, clusters.
+//! Prometheus metrics, the live configuration, clusters, the certificate
+//! in service.
 //!
 //! Loopback by default. One request per connection; small and bounded.
 
@@ -79,6 +80,25 @@ async fn handle(shared: Arc<Shared>, mut s: TcpStream) -> std::io::Result<()> {
             let text = serde_json::to_vec_pretty(&body).unwrap_or_default();
             respond(&mut s, 200, "application/json", &text).await
         }
+        ("GET", "/certs") => {
+            // Envoy's /certs, in this proxy's terms: the certificate being
+            // served (none yet, or no identity configured).
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let body = match shared.identity.current() {
+                Some(c) => serde_json::json!({
+                    "certificate": &*c,
+                    "expires_in_seconds": c.not_after.saturating_sub(now),
+                }),
+                None => serde_json::json!({
+                    "certificate": null,
+                    "identity_configured": shared.identity.configured,
+                }),
+            };
+            let text = serde_json::to_vec_pretty(&body).unwrap_or_default();
+            respond(&mut s, 200, "application/json", &text).await
+        }
         ("GET", "/clusters") => {
             let snap = shared.snapshot.load();
             let clusters: Vec<_> = snap
@@ -89,6 +109,7 @@ async fn handle(shared: Arc<Shared>, mut s: TcpStream) -> std::io::Result<()> {
                         "name": &*c.name,
                         "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
                         "lb_policy": format!("{:?}", c.lb_policy),
+                        "tls": &c.tls,
                         "endpoints": c.endpoints.iter().map(|e| serde_json::json!({
                             "address": e.address.to_string(),
                             "weight": e.weight,
@@ -105,7 +126,7 @@ async fn handle(shared: Arc<Shared>, mut s: TcpStream) -> std::io::Result<()> {
                 &mut s,
                 200,
                 "text/plain",
-                b"ringmesh-proxy admin: /ready /stats/prometheus /config_dump /clusters\n",
+                b"ringmesh-proxy admin: /ready /stats/prometheus /config_dump /clusters /certs\n",
             )
             .await
         }

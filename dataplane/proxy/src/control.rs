@@ -1,6 +1,7 @@
 //! The control thread: one tokio current-thread runtime for everything that
 //! is not request traffic — configuration reload (file watch + SIGHUP),
-//! the admin server, and shutdown (SIGTERM/SIGINT → drain). It never
+//! this proxy's certificate ([`crate::identity`]), the admin server, and
+//! shutdown (SIGTERM/SIGINT → drain). It never
 //! touches a data-plane socket; it talks to the shards only by publishing
 //! snapshots and flags in [`Shared`].
 
@@ -52,6 +53,19 @@ pub fn run(shared: Arc<Shared>, config: PathBuf) -> i32 {
                 return 1;
             }
         };
+        let identity_reload = Arc::new(tokio::sync::Notify::new());
+        if let Some(identity) = shared.snapshot.load().identity.clone() {
+            let base_dir = config
+                .parent()
+                .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() })
+                .unwrap_or_else(|| PathBuf::from("."));
+            tokio::spawn(crate::identity::run(
+                shared.clone(),
+                identity,
+                base_dir,
+                identity_reload.clone(),
+            ));
+        }
         let xds = shared.snapshot.load().source.xds.clone();
         if let Some(x) = xds {
             // The client runs for the life of the process; it keeps the last
@@ -69,6 +83,7 @@ pub fn run(shared: Arc<Shared>, config: PathBuf) -> i32 {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading configuration");
                     watcher.check(&shared, true);
+                    identity_reload.notify_one();
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -134,6 +149,7 @@ async fn run_xds(
                     clusters = snap.clusters.len(),
                     "configuration from the control plane applied"
                 );
+                shared.identity.set_sds_roots(snap.sds_roots.clone());
                 shared.snapshot.store(Arc::new(snap));
                 shared.stats.xds_accepted.inc();
                 shared.xds_synced.store(true, Ordering::Release);
@@ -210,12 +226,18 @@ impl Watcher {
         let compiled = ringmesh_config::load_str(text, Some(&self.path));
         match compiled {
             Ok(snap) => {
-                let old_admin = shared.snapshot.load().admin;
-                if snap.admin != old_admin {
+                let old = shared.snapshot.load();
+                if snap.admin != old.admin {
                     tracing::warn!(
                         "admin.address changed; the new address takes effect on restart"
                     );
                 }
+                if snap.identity != old.identity {
+                    tracing::warn!(
+                        "the identity section changed; it takes effect on restart (certificate files are re-read when they change)"
+                    );
+                }
+                drop(old);
                 tracing::info!(
                     version = format!("{hash:016x}"),
                     listeners = snap.listeners.len(),

@@ -13,12 +13,7 @@
 
 use std::{cmp::min, io, mem::take, net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
 
-use monoio::{
-    buf::{IoBuf, IoBufMut},
-    io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt},
-    net::TcpStream,
-    time::Instant,
-};
+use monoio::time::Instant;
 use ringmesh_config::ListenerKind;
 use ringmesh_http1::{
     parse_request, parse_response, write_downstream_response, write_local_response,
@@ -28,6 +23,7 @@ use ringmesh_http1::{
 use ringmesh_metrics::Counter;
 
 use crate::{
+    io::{Io, ReadIo, WriteIo},
     routing::{request_view, HeadHeaders},
     shard::ShardCtx,
     stats::{class_index, ListenerStats},
@@ -147,28 +143,27 @@ enum BodyError {
 }
 
 /// Read, appending to `buf`, growing it when full.
-async fn read_into(s: &mut TcpStream, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(buf.capacity().max(INITIAL_BUF));
-    }
-    let len = buf.len();
-    let cap = buf.capacity();
-    let (r, slice) = s.read(buf.slice_mut(len..cap)).await;
-    (r, slice.into_inner())
+#[inline]
+async fn read_into<S: ReadIo>(s: &mut S, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    s.read_into(buf).await
 }
 
-async fn write_range(s: &mut TcpStream, buf: Vec<u8>, end: usize) -> (io::Result<usize>, Vec<u8>) {
-    let (r, slice) = s.write_all(buf.slice(0..end)).await;
-    (r, slice.into_inner())
+#[inline]
+async fn write_range<S: WriteIo>(
+    s: &mut S,
+    buf: Vec<u8>,
+    end: usize,
+) -> (io::Result<usize>, Vec<u8>) {
+    s.write_range(buf, end).await
 }
 
 /// Forward the rest of a body from `src` to `dst`. `buf` must be empty on
 /// entry; on success it holds any bytes read past the end of the body (the
 /// next pipelined message, for requests).
 #[allow(clippy::too_many_arguments)]
-async fn forward_body(
-    src: &mut TcpStream,
-    dst: &mut TcpStream,
+async fn forward_body<A: ReadIo, B: WriteIo>(
+    src: &mut A,
+    dst: &mut B,
     mut buf: Vec<u8>,
     body: &mut Body,
     idle: Duration,
@@ -221,10 +216,12 @@ async fn forward_body(
     }
 }
 
-struct Conn {
-    down: TcpStream,
+struct Conn<S> {
+    down: S,
     peer: SocketAddr,
     orig_dst: Option<SocketAddr>,
+    /// The client's verified SPIFFE ID (mTLS connections).
+    peer_identity: Option<Rc<ringmesh_tls::SpiffeId>>,
     /// The current request is HTTP/1.0 (no chunked, no interim responses).
     http10: bool,
     /// Downstream bytes received and not yet consumed.
@@ -237,20 +234,28 @@ struct Conn {
     rhead: ResponseHead,
 }
 
-/// Serve one downstream connection until it closes.
-pub async fn serve(
+/// Serve one downstream connection until it closes. `rbuf` holds bytes
+/// already received (protocol detection), if any.
+pub async fn serve<S: Io>(
     ctx: Rc<ShardCtx>,
     listener: Arc<str>,
     ls: Rc<ListenerStats>,
-    down: TcpStream,
+    down: S,
     conn: crate::ConnInfo,
+    rbuf: Vec<u8>,
 ) {
+    let rbuf = if rbuf.capacity() == 0 {
+        Vec::with_capacity(INITIAL_BUF)
+    } else {
+        rbuf
+    };
     let mut c = Conn {
         down,
         peer: conn.peer,
         orig_dst: conn.orig_dst,
+        peer_identity: conn.peer_identity,
         http10: false,
-        rbuf: Vec::with_capacity(INITIAL_BUF),
+        rbuf,
         ubuf: Vec::with_capacity(INITIAL_BUF),
         wbuf: Vec::with_capacity(1024),
         head: RequestHead::default(),
@@ -259,7 +264,14 @@ pub async fn serve(
     loop {
         match c.exchange(&ctx, &listener, &ls).await {
             Next::KeepAlive => continue,
-            Next::Close => break,
+            Next::Close => {
+                if S::TLS {
+                    // close_notify: the peer can tell our close from a
+                    // truncation. Bounded: the peer may not be reading.
+                    let _ = monoio::time::timeout(LINGER, WriteIo::shutdown(&mut c.down)).await;
+                }
+                break;
+            }
             Next::Linger => {
                 c.linger().await;
                 break;
@@ -278,7 +290,11 @@ enum Attempt {
     Abort,
 }
 
-impl Conn {
+impl<S: Io> Conn<S> {
+    /// `https` on TLS connections: the scheme route matching sees and the
+    /// `x-forwarded-proto` sent upstream.
+    const SCHEME: &'static str = if S::TLS { "https" } else { "http" };
+
     async fn exchange(&mut self, ctx: &Rc<ShardCtx>, lname: &Arc<str>, ls: &ListenerStats) -> Next {
         let limits = ctx.snapshot().limits;
 
@@ -331,7 +347,7 @@ impl Conn {
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(peer = %self.peer, error = %e, "rejected request head");
+                    tracing::debug!(peer = %self.peer, peer_identity = self.peer_identity.as_deref().map(tracing::field::display), error = %e, "rejected request head");
                     return self
                         .local_reply(ctx, ls, start, e.status(), e.reason(), Next::Linger)
                         .await;
@@ -366,7 +382,7 @@ impl Conn {
         };
         // Path, header and query conditions read the head in place.
         let headers = HeadHeaders::new(&self.rbuf, head);
-        let request = request_view(&self.rbuf, head, &headers, b"http");
+        let request = request_view(&self.rbuf, head, &headers, Self::SCHEME.as_bytes());
         let Some(route) = routes.route_request(&request) else {
             if matches!(after_local, Next::KeepAlive) {
                 // No body: the request ends with its head. Consume it so
@@ -399,7 +415,7 @@ impl Conn {
             head,
             &ForwardInfo {
                 client_ip: self.peer.ip(),
-                proto: "http",
+                proto: Self::SCHEME,
                 request_id: rid.as_ref().map(|r| &r[..]),
                 strip_expect: expect_continue,
                 extra_headers: &[],
@@ -565,7 +581,7 @@ impl Conn {
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(peer = %self.peer, error = ?e, "response body aborted");
+                    tracing::debug!(peer = %self.peer, peer_identity = self.peer_identity.as_deref().map(tracing::field::display), error = ?e, "response body aborted");
                     self.record(ls, &ccells, start, status);
                     return Next::Close;
                 }
@@ -611,6 +627,7 @@ impl Conn {
             limits.idle_timeout,
             verify,
             self.orig_dst,
+            || ctx.client_tls(cluster),
         );
         let acquired = match deadline {
             Some(d) => match monoio::time::timeout_at(d, acquiring).await {
@@ -624,15 +641,31 @@ impl Conn {
             Err(ConnectError::NoEndpoints) => {
                 return Attempt::Reply(503, "no healthy upstream", Next::KeepAlive)
             }
+            Err(ConnectError::NoIdentity) => {
+                return Attempt::Reply(
+                    503,
+                    "upstream requires mTLS and this proxy has no certificate yet",
+                    Next::KeepAlive,
+                )
+            }
+            Err(ConnectError::Tls(e)) => {
+                tracing::debug!(cluster = %cluster.name, error = %e, "upstream TLS handshake failed");
+                return Attempt::Reply(
+                    503,
+                    "upstream connect error (TLS handshake failed)",
+                    Next::KeepAlive,
+                );
+            }
             Err(_) => return Attempt::Reply(503, "upstream connect error", Next::KeepAlive),
         };
         ccells.rq_total.inc();
 
         if expect_continue && !body.is_done() && !*sent_continue {
             *sent_continue = true;
+            const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
             let (r, _) = self
                 .down
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec())
+                .write_range(CONTINUE.to_vec(), CONTINUE.len())
                 .await;
             if r.is_err() {
                 return Attempt::Abort;
@@ -815,7 +848,12 @@ impl Conn {
     /// the response we just wrote reaches it instead of being destroyed by a
     /// RST (closing with unread data in the receive queue sends one).
     async fn linger(&mut self) {
-        let _ = self.down.shutdown().await;
+        if S::TLS {
+            // Flushing close_notify may wait on a peer that does not read.
+            let _ = monoio::time::timeout(LINGER, WriteIo::shutdown(&mut self.down)).await;
+        } else {
+            let _ = WriteIo::shutdown(&mut self.down).await;
+        }
         let deadline = Instant::now() + LINGER;
         let mut seen = 0;
         let mut buf = take(&mut self.rbuf);

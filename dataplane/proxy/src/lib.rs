@@ -9,18 +9,25 @@
 //!
 //! Modules: [`http`] (HTTP/1.1 proxying), [`routing`] (the head as the
 //! route table sees it), [`tcp`] (L4), [`upstream`]
-//! (endpoint choice, connect, pools), [`shard`] (listener lifecycle, accept),
-//! [`control`] (reload, signals, drain), [`admin`], [`stats`].
+//! (endpoint choice, connect and mTLS origination, pools), [`shard`]
+//! (listener lifecycle, accept), [`inbound`] (STRICT / PERMISSIVE TLS
+//! termination), [`io`] and [`tls`] (plaintext and TLS streams on
+//! monoio), [`identity`] (this proxy's SVID and its renewal), [`control`]
+//! (reload, signals, drain), [`admin`], [`stats`].
 
 pub mod admin;
 pub mod control;
 pub mod http;
+pub mod identity;
+pub mod inbound;
+pub mod io;
 pub mod routing;
 pub mod shard;
 pub mod shared;
 pub mod signal;
 pub mod stats;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 
 use std::{path::PathBuf, rc::Rc};
@@ -28,12 +35,15 @@ use std::{path::PathBuf, rc::Rc};
 use ringmesh_runtime::{select_driver, spawn_shard, DriverChoice, ShardPlan};
 
 /// What a shard knows about a downstream connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: std::net::SocketAddr,
     /// Where the client was going before an iptables REDIRECT brought the
     /// connection here (listeners with `original_dst: true`).
     pub orig_dst: Option<std::net::SocketAddr>,
+    /// The client's SPIFFE ID, verified by the mTLS handshake (`None` on
+    /// plaintext connections): for authorization, logs and metrics.
+    pub peer_identity: Option<Rc<ringmesh_tls::SpiffeId>>,
 }
 
 /// Command-line options of `ringmesh-proxy`.

@@ -15,11 +15,17 @@ use std::{
     time::Duration,
 };
 
-use ringmesh_config::{ListenerKind, Snapshot};
+use ringmesh_config::{Cluster, DownstreamTls, ListenerKind, Snapshot};
 use ringmesh_http1::RequestHead;
 use ringmesh_runtime::{bind_reuseport, Driver};
+use rustls::pki_types::ServerName;
 
-use crate::{shared::Shared, signal::Signal, stats::ShardStats, upstream::Pools};
+use crate::{
+    shared::Shared,
+    signal::Signal,
+    stats::ShardStats,
+    upstream::{ClientTls, ConnectError, Pools},
+};
 
 const TICK: Duration = Duration::from_millis(100);
 const SWEEP_EVERY: u32 = 50; // ticks: 5 s
@@ -41,6 +47,9 @@ pub struct ShardCtx {
     #[allow(clippy::redundant_allocation)]
     // one extra allocation per published snapshot buys non-atomic clones per request
     current: std::cell::RefCell<Rc<Arc<Snapshot>>>,
+    /// Client TLS configurations by cluster TLS key: one session cache per
+    /// set of settings on this shard (resumption without cross-core locks).
+    client_tls: std::cell::RefCell<HashMap<u64, ClientTls>>,
 }
 
 impl ShardCtx {
@@ -60,7 +69,42 @@ impl ShardCtx {
             drain: Signal::new(),
             active: Cell::new(0),
             rng: Cell::new(seed | 1),
+            client_tls: Default::default(),
         }
+    }
+
+    /// How to originate mTLS to `cluster`'s endpoints: `None` for a
+    /// plaintext cluster. Built on first use per shard and settings;
+    /// called only when a new connection is opened.
+    pub fn client_tls(&self, cluster: &Cluster) -> Result<Option<ClientTls>, ConnectError> {
+        let Some(settings) = cluster.tls.as_deref() else {
+            return Ok(None);
+        };
+        if let Some(c) = self.client_tls.borrow().get(&settings.key) {
+            return Ok(Some(c.clone()));
+        }
+        let Some(mesh) = self.shared.identity.mesh() else {
+            return Err(ConnectError::NoIdentity);
+        };
+        let config = ringmesh_tls::client_config(
+            mesh.resolver.clone(),
+            mesh.bundle.clone(),
+            &mesh.trust_domain,
+            settings.subject_alt_names.clone(),
+            &[ringmesh_tls::ALPN_HTTP11],
+        )
+        .map_err(|e| {
+            tracing::error!(cluster = %cluster.name, error = %e, "cannot build the cluster's TLS configuration");
+            ConnectError::TlsConfig(e.to_string())
+        })?;
+        // The SNI was validated when the configuration was compiled.
+        let sni = settings
+            .sni
+            .as_ref()
+            .and_then(|s| ServerName::try_from(s.clone()).ok());
+        let c = ClientTls { config, sni };
+        self.client_tls.borrow_mut().insert(settings.key, c.clone());
+        Ok(Some(c))
     }
 
     /// The live snapshot, for one request or connection to keep until it
@@ -118,6 +162,7 @@ struct Running {
     address: SocketAddr,
     http: bool,
     original_dst: bool,
+    tls: DownstreamTls,
     stop: Signal,
 }
 
@@ -160,6 +205,11 @@ pub async fn run(ctx: Rc<ShardCtx>, driver: Driver) {
                         .any(|c| c.endpoints.iter().any(|e| e.address == *a))
                 };
                 ctx.pools.sweep(&live, snap.limits.idle_timeout);
+                ctx.client_tls.borrow_mut().retain(|key, _| {
+                    snap.clusters
+                        .iter()
+                        .any(|c| c.tls.as_ref().is_some_and(|t| t.key == *key))
+                });
             }
             ctx.shared.stats.listeners.retain_in_use();
             ctx.shared.stats.clusters.retain_in_use();
@@ -181,6 +231,7 @@ fn sync_listeners(
             l.name == *name
                 && l.address == r.address
                 && l.original_dst == r.original_dst
+                && l.tls == r.tls
                 && matches!(l.kind, ListenerKind::Http { .. }) == r.http
         });
         if !keep {
@@ -205,17 +256,21 @@ fn sync_listeners(
                         address: l.address,
                         http,
                         original_dst: l.original_dst,
+                        tls: l.tls,
                         stop: stop.clone(),
                     },
                 );
-                tracing::info!(shard = ctx.id, listener = %l.name, address = %l.address, protocol = if http { "http" } else { "tcp" }, "listening");
+                tracing::info!(shard = ctx.id, listener = %l.name, address = %l.address, protocol = if http { "http" } else { "tcp" }, tls = ?l.tls, "listening");
                 monoio::spawn(accept_loop(
                     ctx.clone(),
                     l.name.clone(),
                     listener,
                     stop,
-                    http,
-                    l.original_dst,
+                    Accepting {
+                        http,
+                        original_dst: l.original_dst,
+                        tls: l.tls,
+                    },
                 ));
             }
             Err(e) => {
@@ -250,13 +305,20 @@ fn redirected_destination(s: &monoio::net::TcpStream) -> Option<SocketAddr> {
     }
 }
 
+/// How a listener treats the connections it accepts.
+#[derive(Clone, Copy)]
+struct Accepting {
+    http: bool,
+    original_dst: bool,
+    tls: DownstreamTls,
+}
+
 async fn accept_loop(
     ctx: Rc<ShardCtx>,
     name: Arc<str>,
     listener: monoio::net::TcpListener,
     stop: Signal,
-    http: bool,
-    original_dst: bool,
+    how: Accepting,
 ) {
     let ls = ctx.stats.listener(&name);
     let mut last_error: Option<std::io::ErrorKind> = None;
@@ -276,7 +338,7 @@ async fn accept_loop(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                let orig_dst = if original_dst {
+                let orig_dst = if how.original_dst {
                     redirected_destination(&stream)
                 } else {
                     None
@@ -287,11 +349,31 @@ async fn accept_loop(
                 let guard = ActiveGuard(ctx.clone(), ls.clone());
                 let (c, n, l) = (ctx.clone(), name.clone(), ls.clone());
                 monoio::spawn(async move {
-                    let conn = crate::ConnInfo { peer, orig_dst };
-                    if http {
-                        crate::http::serve(c, n, l, stream, conn).await;
-                    } else {
-                        crate::tcp::serve(c, n, l, stream, conn).await;
+                    let conn = crate::ConnInfo {
+                        peer,
+                        orig_dst,
+                        peer_identity: None,
+                    };
+                    match (how.tls, how.http) {
+                        (DownstreamTls::Disable, true) => {
+                            l.cells.cx_plaintext.inc();
+                            crate::http::serve(c, n, l, stream, conn, Vec::new()).await;
+                        }
+                        (DownstreamTls::Disable, false) => {
+                            l.cells.cx_plaintext.inc();
+                            crate::tcp::serve(
+                                c,
+                                n,
+                                l,
+                                crate::tcp::Down::Plain(stream),
+                                conn,
+                                Vec::new(),
+                            )
+                            .await;
+                        }
+                        (mode, http) => {
+                            crate::inbound::serve(c, n, l, stream, conn, mode, http).await;
+                        }
                     }
                     drop(guard);
                 });

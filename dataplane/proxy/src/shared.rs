@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use ringmesh_config::Snapshot;
 use ringmesh_runtime::Driver;
 
-use crate::stats::Stats;
+use crate::{identity::IdentityState, stats::Stats};
 
 pub struct Shared {
     /// The live configuration. Shards `load_full()` it once per request (or
@@ -31,11 +31,15 @@ pub struct Shared {
     /// Cleared while a configured control plane has not delivered a first
     /// configuration: the proxy is not ready until it has.
     pub xds_synced: AtomicBool,
+    /// This proxy's certificate and the TLS configurations built on it.
+    pub identity: IdentityState,
 }
 
 impl Shared {
     pub fn new(snapshot: Snapshot, shards: usize) -> Arc<Shared> {
+        let identity = IdentityState::new(snapshot.identity.is_some());
         Arc::new(Shared {
+            identity,
             snapshot: ArcSwap::from_pointee(snapshot),
             draining: AtomicBool::new(false),
             shards,
@@ -51,11 +55,14 @@ impl Shared {
     }
 
     pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.xds_synced.load(Ordering::Acquire) && {
-            let live = self.snapshot.load().version;
-            self.shard_ready
-                .iter()
-                .all(|r| r.load(Ordering::Acquire) == live)
-        }
+        !self.is_draining()
+            && self.xds_synced.load(Ordering::Acquire)
+            && self.identity.is_ready()
+            && {
+                let live = self.snapshot.load().version;
+                self.shard_ready
+                    .iter()
+                    .all(|r| r.load(Ordering::Acquire) == live)
+            }
     }
 }

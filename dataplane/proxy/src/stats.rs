@@ -23,6 +23,15 @@ pub struct ListenerCells {
     pub rx_bytes: Counter,
     pub tx_bytes: Counter,
     pub latency: Arc<PublishedHistogram>,
+    /// Connections by security: mutual TLS, or plaintext.
+    pub cx_mtls: Counter,
+    pub cx_plaintext: Counter,
+    /// Plaintext connections closed by a STRICT listener.
+    pub cx_plaintext_refused: Counter,
+    /// Inbound TLS handshakes by result.
+    pub tls_handshake_ok: Counter,
+    pub tls_handshake_fail: Counter,
+    pub tls_handshake_timeout: Counter,
 }
 
 #[derive(Default)]
@@ -34,6 +43,10 @@ pub struct ClusterCells {
     pub rq_total: Counter,
     pub rq_timeout: Counter,
     pub rq_by_class: [Counter; 5],
+    /// Outbound TLS handshakes by result, and how many resumed a session.
+    pub tls_handshake_ok: Counter,
+    pub tls_handshake_fail: Counter,
+    pub tls_resumed: Counter,
 }
 
 #[derive(Default)]
@@ -51,6 +64,12 @@ pub struct Stats {
     pub reload_failure: SharedCounter,
     pub xds_accepted: SharedCounter,
     pub xds_rejected: SharedCounter,
+    /// Certificate fetches / reloads by result (control thread only).
+    pub identity_renew_ok: SharedCounter,
+    pub identity_renew_fail: SharedCounter,
+    /// NotAfter of the certificate served, in Unix seconds (0: none yet);
+    /// written by the control thread only.
+    pub identity_expiry: Gauge,
 }
 
 /// A shard's cache of its own cells, so the registry lock is taken only
@@ -185,6 +204,25 @@ pub fn render(shared: &crate::shared::Shared) -> String {
             n,
         );
     }
+    if shared.identity.configured {
+        e.gauge(
+            "ringmesh_identity_cert_expiry_timestamp_seconds",
+            "NotAfter of this proxy's certificate (Unix seconds; 0 until the first one).",
+            &[],
+            st.identity_expiry.get(),
+        );
+        for (result, n) in [
+            ("success", st.identity_renew_ok.get()),
+            ("failure", st.identity_renew_fail.get()),
+        ] {
+            e.counter(
+                "ringmesh_identity_renewals_total",
+                "Certificate fetches from the CA (or reloads from files), by result.",
+                &[("result", result)],
+                n,
+            );
+        }
+    }
     e.gauge(
         "ringmesh_draining",
         "1 while the proxy drains before exit.",
@@ -238,6 +276,48 @@ pub fn render(shared: &crate::shared::Shared) -> String {
         counter,
         "Bytes sent to downstream.",
         |c: &[&ListenerCells]| sum(c, |x| x.tx_bytes.get())
+    );
+    st.listeners.for_each_key(|k, cells| {
+        for (security, n) in [
+            ("mtls", sum(cells, |x| x.cx_mtls.get())),
+            ("plaintext", sum(cells, |x| x.cx_plaintext.get())),
+        ] {
+            e.counter(
+                "ringmesh_downstream_cx_security_total",
+                "Downstream connections served, by transport security.",
+                &[("listener", k), ("security", security)],
+                n,
+            );
+        }
+        let results = [
+            ("success", sum(cells, |x| x.tls_handshake_ok.get())),
+            ("failure", sum(cells, |x| x.tls_handshake_fail.get())),
+            ("timeout", sum(cells, |x| x.tls_handshake_timeout.get())),
+        ];
+        // Plaintext-only listeners have no handshakes to show.
+        let tls = snap
+            .listeners
+            .iter()
+            .any(|l| &*l.name == k && l.tls != ringmesh_config::DownstreamTls::Disable);
+        if !tls && results.iter().all(|(_, n)| *n == 0) {
+            return;
+        }
+        for (result, n) in results {
+            e.counter(
+                "ringmesh_tls_handshakes_total",
+                "Inbound TLS handshakes, by result.",
+                &[("listener", k), ("result", result)],
+                n,
+            );
+        }
+    });
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_downstream_cx_plaintext_refused_total",
+        counter,
+        "Plaintext connections closed by a STRICT (mTLS-only) listener.",
+        |c: &[&ListenerCells]| sum(c, |x| x.cx_plaintext_refused.get())
     );
     st.listeners.for_each_key(|k, cells| {
         for (i, class) in CLASSES.iter().enumerate() {
@@ -301,6 +381,34 @@ pub fn render(shared: &crate::shared::Shared) -> String {
         "Requests that hit the route timeout.",
         |c: &[&ClusterCells]| sum(c, |x| x.rq_timeout.get())
     );
+    st.clusters.for_each_key(|k, cells| {
+        let results = [
+            ("success", sum(cells, |x| x.tls_handshake_ok.get())),
+            ("failure", sum(cells, |x| x.tls_handshake_fail.get())),
+        ];
+        // Plaintext clusters have no handshakes to show.
+        let tls = snap
+            .cluster_by_name
+            .get(k)
+            .is_some_and(|&i| snap.clusters[i as usize].tls.is_some());
+        if !tls && results.iter().all(|(_, n)| *n == 0) {
+            return;
+        }
+        for (result, n) in results {
+            e.counter(
+                "ringmesh_upstream_tls_handshakes_total",
+                "Outbound (ISTIO_MUTUAL) TLS handshakes, by result.",
+                &[("cluster", k), ("result", result)],
+                n,
+            );
+        }
+        e.counter(
+            "ringmesh_upstream_tls_resumed_total",
+            "Outbound TLS handshakes that resumed a session.",
+            &[("cluster", k)],
+            sum(cells, |x| x.tls_resumed.get()),
+        );
+    });
     st.clusters.for_each_key(|k, cells| {
         for (i, class) in CLASSES.iter().enumerate() {
             e.counter(

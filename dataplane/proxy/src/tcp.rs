@@ -1,21 +1,100 @@
-//! L4 proxying: bytes both ways with half-close, spliced in the kernel.
+//! L4 proxying: bytes both ways with half-close. Plaintext on both sides is
+//! spliced in the kernel; when either side is TLS the bytes pass through
+//! user space (decrypt, encrypt) with one reused buffer per direction.
 
 use std::{rc::Rc, sync::Arc};
 
 use monoio::{
-    io::{zero_copy, AsyncWriteRent, Splitable},
+    io::{zero_copy, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable},
     net::TcpStream,
 };
 use ringmesh_config::ListenerKind;
 
-use crate::{shard::ShardCtx, stats::ListenerStats, upstream::acquire_fresh};
+use crate::{
+    io::{pump, ReadIo, WriteIo},
+    shard::ShardCtx,
+    stats::ListenerStats,
+    tls::{TlsReadHalf, TlsStream, TlsWriteHalf},
+    upstream::{acquire_fresh, UpStream},
+};
 
+/// Bytes copied per read when the data passes through user space.
+const COPY_BUF: usize = 16 * 1024;
+
+/// The downstream side of a TCP connection.
+pub enum Down {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+/// A reading half, plaintext or TLS.
+enum ReadSide {
+    Plain(OwnedReadHalf<TcpStream>),
+    Tls(TlsReadHalf),
+}
+
+/// A writing half, plaintext or TLS.
+enum WriteSide {
+    Plain(OwnedWriteHalf<TcpStream>),
+    Tls(TlsWriteHalf),
+}
+
+impl ReadIo for ReadSide {
+    async fn read_into(&mut self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
+        match self {
+            ReadSide::Plain(r) => r.read_into(buf).await,
+            ReadSide::Tls(r) => r.read_into(buf).await,
+        }
+    }
+}
+
+impl WriteIo for WriteSide {
+    async fn write_range(&mut self, buf: Vec<u8>, end: usize) -> (std::io::Result<usize>, Vec<u8>) {
+        match self {
+            WriteSide::Plain(w) => w.write_range(buf, end).await,
+            WriteSide::Tls(w) => w.write_range(buf, end).await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            WriteSide::Plain(w) => WriteIo::shutdown(w).await,
+            WriteSide::Tls(w) => w.shutdown().await,
+        }
+    }
+}
+
+fn split_down(d: Down) -> (ReadSide, WriteSide) {
+    match d {
+        Down::Plain(s) => {
+            let (r, w) = s.into_split();
+            (ReadSide::Plain(r), WriteSide::Plain(w))
+        }
+        Down::Tls(s) => {
+            let (r, w) = s.into_split();
+            (ReadSide::Tls(r), WriteSide::Tls(w))
+        }
+    }
+}
+
+fn split_up(u: UpStream) -> (ReadSide, WriteSide) {
+    match u {
+        UpStream::Plain(s) => split_down(Down::Plain(s)),
+        UpStream::Tls(s) => split_down(Down::Tls(s)),
+    }
+}
+
+/// Serve one TCP connection: connect to the listener's cluster (mTLS when
+/// it says so) and copy both ways until both directions are closed.
+/// `received` holds bytes already read from the client (protocol
+/// detection); they are sent upstream first.
 pub async fn serve(
     ctx: Rc<ShardCtx>,
     listener: Arc<str>,
     ls: Rc<ListenerStats>,
-    down: TcpStream,
+    down: Down,
     conn: crate::ConnInfo,
+    received: Vec<u8>,
 ) {
     let peer = conn.peer;
     let snap = ctx.snapshot();
@@ -30,7 +109,14 @@ pub async fn serve(
     };
     drop(snap);
     let cells = ctx.stats.cluster(cluster.id, &cluster.name);
-    let up = match acquire_fresh(&ctx.pools, &cluster, &cells, conn.orig_dst).await {
+    let tls = match ctx.client_tls(&cluster) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(%peer, cluster = %cluster.name, error = %e, "tcp: no upstream connection");
+            return;
+        }
+    };
+    let up = match acquire_fresh(&ctx.pools, &cluster, &cells, conn.orig_dst, tls.as_ref()).await {
         Ok(u) => u,
         Err(e) => {
             tracing::debug!(%peer, cluster = %cluster.name, error = %e, "tcp: no upstream connection");
@@ -39,24 +125,54 @@ pub async fn serve(
     };
     cells.rq_total.inc();
     let (up_stream, _active) = up.into_parts();
-    let (mut dr, mut dw) = down.into_split();
-    let (mut ur, mut uw) = up_stream.into_split();
-    let (sent, received) = monoio::join!(
-        async {
-            let r = zero_copy(&mut dr, &mut uw).await;
-            let _ = uw.shutdown().await;
-            r
-        },
-        async {
-            let r = zero_copy(&mut ur, &mut dw).await;
-            let _ = dw.shutdown().await;
-            r
+    if !received.is_empty() {
+        ls.cells.rx_bytes.add(received.len() as u64);
+    }
+    let (sent, received_total) = match (down, up_stream) {
+        (Down::Plain(down), UpStream::Plain(mut up)) => {
+            // Bytes read while detecting the protocol go first.
+            if !received.is_empty() {
+                let n = received.len();
+                let (r, _) = up.write_range(received, n).await;
+                if r.is_err() {
+                    return;
+                }
+            }
+            let (mut dr, mut dw) = down.into_split();
+            let (mut ur, mut uw) = up.into_split();
+            monoio::join!(
+                async {
+                    let r = zero_copy(&mut dr, &mut uw).await;
+                    let _ = AsyncWriteRent::shutdown(&mut uw).await;
+                    r
+                },
+                async {
+                    let r = zero_copy(&mut ur, &mut dw).await;
+                    let _ = AsyncWriteRent::shutdown(&mut dw).await;
+                    r
+                }
+            )
         }
-    );
+        (down, up) => {
+            let (mut dr, mut dw) = split_down(down);
+            let (mut ur, mut uw) = split_up(up);
+            if !received.is_empty() {
+                let n = received.len();
+                let (r, _) = uw.write_range(received, n).await;
+                if r.is_err() {
+                    return;
+                }
+            }
+            monoio::join!(
+                pump(&mut dr, &mut uw, Vec::with_capacity(COPY_BUF)),
+                pump(&mut ur, &mut dw, Vec::with_capacity(COPY_BUF))
+            )
+        }
+    };
     if let Ok(n) = sent {
         ls.cells.rx_bytes.add(n);
     }
-    if let Ok(n) = received {
+    if let Ok(n) = received_total {
         ls.cells.tx_bytes.add(n);
     }
 }

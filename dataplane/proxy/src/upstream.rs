@@ -1,32 +1,99 @@
 //! Upstream connections: endpoint choice (round robin), connect with a
-//! timeout, and the shard's idle-connection pool.
+//! timeout (and, for `ISTIO_MUTUAL` clusters, the mTLS handshake within
+//! the same timeout), and the shard's idle-connection pool.
 //!
 //! Everything here is shard-local (`RefCell`, no locks): each shard keeps
 //! its own pool and its own round-robin cursors, as each shard owns its own
-//! downstream connections.
+//! downstream connections. Pooled connections are keyed by endpoint *and*
+//! TLS settings ([`ringmesh_config::UpstreamTls::key`], 0 for plaintext),
+//! so a connection is only reused for a cluster that would have verified
+//! the server the same way.
 
 use std::{
     cell::RefCell,
     collections::HashMap,
     io,
     net::SocketAddr,
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, RawFd},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use monoio::net::TcpStream;
 use ringmesh_config::{Cluster, ClusterKind};
+use rustls::{pki_types::ServerName, ClientConfig};
 
-use crate::stats::ClusterCells;
+use crate::{
+    io::{Io, ReadIo, WriteIo},
+    stats::ClusterCells,
+    tls::TlsStream,
+};
 
 /// Idle connections kept per endpoint per shard.
 const MAX_IDLE_PER_ENDPOINT: usize = 64;
 
+/// An upstream connection: plaintext, or mTLS for `ISTIO_MUTUAL`
+/// clusters. A plaintext connection costs one branch on the enum per
+/// I/O call, nothing more.
+pub enum UpStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl UpStream {
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            UpStream::Plain(s) => s.as_raw_fd(),
+            UpStream::Tls(s) => s.raw_fd(),
+        }
+    }
+}
+
+impl ReadIo for UpStream {
+    async fn read_into(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            UpStream::Plain(s) => s.read_into(buf).await,
+            UpStream::Tls(s) => s.read_into(buf).await,
+        }
+    }
+}
+
+impl WriteIo for UpStream {
+    async fn write_range(&mut self, buf: Vec<u8>, end: usize) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            UpStream::Plain(s) => s.write_range(buf, end).await,
+            UpStream::Tls(s) => s.write_range(buf, end).await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            UpStream::Plain(s) => WriteIo::shutdown(s).await,
+            UpStream::Tls(s) => WriteIo::shutdown(&mut **s).await,
+        }
+    }
+}
+
+impl Io for UpStream {
+    const TLS: bool = false;
+}
+
+/// How to originate mTLS for one cluster: its client configuration (with
+/// the session cache shared by every connection of equal settings) and the
+/// SNI to send.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub config: Arc<ClientConfig>,
+    /// `None`: no SNI; rustls is given the endpoint's IP address.
+    pub sni: Option<ServerName<'static>>,
+}
+
 /// An upstream connection and the bookkeeping that follows it.
 pub struct Upstream {
-    pub stream: TcpStream,
+    pub stream: UpStream,
     pub addr: SocketAddr,
+    /// The cluster's TLS key (0: plaintext): the pool key beside `addr`.
+    pub tls_key: u64,
     /// Taken from the pool rather than freshly connected.
     pub reused: bool,
     active: ActiveUpstream,
@@ -43,7 +110,7 @@ impl Drop for ActiveUpstream {
 
 impl Upstream {
     /// The stream, and the guard to hold while it is open.
-    pub fn into_parts(self) -> (TcpStream, ActiveUpstream) {
+    pub fn into_parts(self) -> (UpStream, ActiveUpstream) {
         (self.stream, self.active)
     }
 }
@@ -55,7 +122,7 @@ struct Idle {
 
 #[derive(Default)]
 pub struct Pools {
-    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: RefCell<HashMap<(SocketAddr, u64), Vec<Idle>>>,
     cursors: RefCell<HashMap<u64, usize>>,
 }
 
@@ -67,6 +134,14 @@ pub enum ConnectError {
     Failed(io::Error),
     #[error("upstream connect timeout")]
     Timeout,
+    #[error("upstream TLS handshake failed: {0}")]
+    Tls(crate::tls::HandshakeError),
+    /// The cluster needs mTLS and this proxy has no certificate yet.
+    #[error("no TLS identity yet (waiting for this proxy's certificate)")]
+    NoIdentity,
+    /// The cluster's TLS client configuration could not be built.
+    #[error("cannot configure TLS for the cluster: {0}")]
+    TlsConfig(String),
 }
 
 impl Pools {
@@ -100,13 +175,14 @@ impl Pools {
     pub fn checkout(
         &self,
         addr: SocketAddr,
+        tls_key: u64,
         idle_timeout: Duration,
         verify: bool,
     ) -> Option<Upstream> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(&(addr, tls_key))?;
         while let Some(mut i) = list.pop() {
-            if i.since.elapsed() < idle_timeout && (!verify || still_open(&i.conn.stream)) {
+            if i.since.elapsed() < idle_timeout && (!verify || still_open(&mut i.conn.stream)) {
                 i.conn.reused = true;
                 return Some(i.conn);
             }
@@ -117,7 +193,7 @@ impl Pools {
     /// Return a connection whose exchange completed cleanly.
     pub fn checkin(&self, conn: Upstream) {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(conn.addr).or_default();
+        let list = idle.entry((conn.addr, conn.tls_key)).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
             list.push(Idle {
                 conn,
@@ -130,7 +206,7 @@ impl Pools {
     /// for longer than `idle_timeout` (called on the shard's timer).
     pub fn sweep(&self, live: &dyn Fn(&SocketAddr) -> bool, idle_timeout: Duration) {
         let mut idle = self.idle.borrow_mut();
-        idle.retain(|addr, list| {
+        idle.retain(|(addr, _), list| {
             if !live(addr) {
                 return false;
             }
@@ -145,13 +221,19 @@ impl Pools {
 }
 
 /// A pooled connection the upstream closed (EOF) or that has unexpected
-/// bytes waiting is not reusable. One non-blocking `recv(MSG_PEEK)`.
-fn still_open(s: &TcpStream) -> bool {
+/// bytes waiting is not reusable (for TLS that includes a `close_notify`
+/// or anything rustls still holds). One non-blocking `recv(MSG_PEEK)`.
+fn still_open(s: &mut UpStream) -> bool {
+    if let UpStream::Tls(t) = s {
+        if !t.is_quiet() {
+            return false;
+        }
+    }
     let mut b = [0u8; 1];
     // SAFETY: the fd is owned by `s` and open; `b` is a valid 1-byte buffer.
     let r = unsafe {
         libc::recv(
-            s.as_raw_fd(),
+            s.raw_fd(),
             b.as_mut_ptr().cast(),
             1,
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -164,38 +246,88 @@ fn still_open(s: &TcpStream) -> bool {
     false
 }
 
-/// Connect to `addr` within `timeout`.
+/// Connect to `addr` and, with `tls`, complete the mTLS handshake — both
+/// within `timeout` (as Envoy's `connect_timeout` covers a TLS transport
+/// socket's handshake).
 pub async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     cells: &Arc<ClusterCells>,
+    tls: Option<(&ClientTls, u64)>,
 ) -> Result<Upstream, ConnectError> {
-    let r = monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await;
-    let stream = match r {
+    let handshaking = std::cell::Cell::new(false);
+    let r = monoio::time::timeout(timeout, open(addr, tls, cells, &handshaking)).await;
+    let (stream, tls_key) = match r {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             cells.cx_connect_fail.inc();
-            return Err(ConnectError::Failed(e));
+            return Err(e);
         }
         Err(_) => {
             cells.cx_connect_fail.inc();
+            if handshaking.get() {
+                cells.tls_handshake_fail.inc();
+            }
             return Err(ConnectError::Timeout);
         }
     };
-    let _ = stream.set_nodelay(true);
     cells.cx_total.inc();
     cells.cx_active.inc();
     Ok(Upstream {
         stream,
         addr,
+        tls_key,
         reused: false,
         active: ActiveUpstream(cells.clone()),
     })
 }
 
+async fn open(
+    addr: SocketAddr,
+    tls: Option<(&ClientTls, u64)>,
+    cells: &ClusterCells,
+    handshaking: &std::cell::Cell<bool>,
+) -> Result<(UpStream, u64), ConnectError> {
+    let stream = TcpStream::connect_addr(addr)
+        .await
+        .map_err(ConnectError::Failed)?;
+    let _ = stream.set_nodelay(true);
+    let Some((tls, key)) = tls else {
+        return Ok((UpStream::Plain(stream), 0));
+    };
+    handshaking.set(true);
+    let name = tls
+        .sni
+        .clone()
+        .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+    let mut s = match TlsStream::client(stream, tls.config.clone(), name) {
+        Ok(s) => s,
+        Err(e) => {
+            cells.tls_handshake_fail.inc();
+            return Err(ConnectError::Tls(crate::tls::HandshakeError::Tls(e)));
+        }
+    };
+    match s.handshake().await {
+        Ok(()) => {
+            cells.tls_handshake_ok.inc();
+            if s.resumed() {
+                cells.tls_resumed.inc();
+            }
+            Ok((UpStream::Tls(Box::new(s)), key))
+        }
+        Err(e) => {
+            cells.tls_handshake_fail.inc();
+            Err(ConnectError::Tls(e))
+        }
+    }
+}
+
 /// A connection to some endpoint of `cluster`: pooled if possible, else a
 /// new one; on connect failure the next endpoints are tried (nothing has
 /// been sent yet, so this is always safe), up to three attempts.
+///
+/// `tls` gives the cluster's client configuration when it originates mTLS
+/// (looked up only when a new connection is needed).
 pub async fn acquire(
     pools: &Pools,
     cluster: &Cluster,
@@ -203,18 +335,28 @@ pub async fn acquire(
     idle_timeout: Duration,
     verify: bool,
     orig_dst: Option<SocketAddr>,
+    tls: impl Fn() -> Result<Option<ClientTls>, ConnectError>,
 ) -> Result<Upstream, ConnectError> {
     let attempts = cluster.endpoints.len().clamp(1, 3);
+    let tls_key = cluster.tls.as_ref().map_or(0, |t| t.key);
     let mut last = ConnectError::NoEndpoints;
+    let mut client: Option<Option<ClientTls>> = None;
     for _ in 0..attempts {
         let Some(addr) = pools.pick(cluster, orig_dst) else {
             return Err(ConnectError::NoEndpoints);
         };
-        if let Some(c) = pools.checkout(addr, idle_timeout, verify) {
+        if let Some(c) = pools.checkout(addr, tls_key, idle_timeout, verify) {
             cells.cx_pool_reuse.inc();
             return Ok(c);
         }
-        match connect(addr, cluster.connect_timeout, cells).await {
+        if client.is_none() {
+            client = Some(tls()?);
+        }
+        let with = client
+            .as_ref()
+            .and_then(Option::as_ref)
+            .map(|c| (c, tls_key));
+        match connect(addr, cluster.connect_timeout, cells, with).await {
             Ok(c) => return Ok(c),
             Err(e) => {
                 tracing::debug!(cluster = %cluster.name, %addr, error = %e, "upstream connect failed");
@@ -232,14 +374,23 @@ pub async fn acquire_fresh(
     cluster: &Cluster,
     cells: &Arc<ClusterCells>,
     orig_dst: Option<SocketAddr>,
+    tls: Option<&ClientTls>,
 ) -> Result<Upstream, ConnectError> {
     let attempts = cluster.endpoints.len().clamp(1, 3);
+    let tls_key = cluster.tls.as_ref().map_or(0, |t| t.key);
     let mut last = ConnectError::NoEndpoints;
     for _ in 0..attempts {
         let Some(addr) = pools.pick(cluster, orig_dst) else {
             return Err(ConnectError::NoEndpoints);
         };
-        match connect(addr, cluster.connect_timeout, cells).await {
+        match connect(
+            addr,
+            cluster.connect_timeout,
+            cells,
+            tls.map(|t| (t, tls_key)),
+        )
+        .await
+        {
             Ok(c) => return Ok(c),
             Err(e) => last = e,
         }

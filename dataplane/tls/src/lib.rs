@@ -46,7 +46,7 @@ pub use config::{
 };
 pub use csr::{generate_key_and_csr, KeyAndCsr};
 pub use id::{IdError, SpiffeId};
-pub use svid::{peer_identity, CertifiedKeyResolver, Svid, SvidLoadError};
+pub use svid::{peer_identity, serial_hex, CertifiedKeyResolver, Svid, SvidLoadError};
 pub use verify::{
     check_svid_leaf, svid_error, verify_svid, Role, SpiffeClientVerifier, SpiffeServerVerifier,
     SvidError,

@@ -106,6 +106,15 @@ impl Svid {
         })
     }
 
+    /// The leaf certificate's serial number, lowercase hex (logs, admin).
+    pub fn serial_hex(&self) -> String {
+        self.certified_key
+            .cert
+            .first()
+            .and_then(|c| serial_hex(c))
+            .unwrap_or_default()
+    }
+
     /// When to request the next SVID: half-way through this one's life,
     /// as Istio's agent does.
     pub fn refresh_at(&self) -> SystemTime {
@@ -126,6 +135,18 @@ impl fmt::Debug for Svid {
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
+}
+
+/// The serial number of a DER certificate as lowercase hex without
+/// leading zero bytes; `None` when it does not parse.
+pub fn serial_hex(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let raw = cert.raw_serial();
+    let start = raw
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    Some(raw[start..].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn validity(der: &[u8]) -> Result<(SystemTime, SystemTime), SvidError> {

@@ -182,3 +182,28 @@ fn trust_bundle_add_remove_and_pem_round_trip() {
         .is_err());
     assert_eq!(bundle.certs(), &before[..]);
 }
+
+#[test]
+fn serial_is_the_leaf_serial_in_hex() {
+    let mesh = Mesh::new();
+    let me = id("default", "web");
+    let req = generate_key_and_csr(&me).unwrap();
+    let issued = mesh.ca.sign(&req.csr_pem, &me, HOUR).unwrap();
+    let svid = Svid::from_pem(
+        issued.cert_chain_pem.as_bytes(),
+        req.key_pem.as_bytes(),
+        TD,
+        &ringmesh_tls::provider(),
+    )
+    .unwrap();
+    // The CA's rendering may keep leading zero bytes; ours drops them.
+    assert_eq!(
+        svid.serial_hex(),
+        issued.serial_hex.trim_start_matches("00")
+    );
+    assert_eq!(
+        ringmesh_tls::serial_hex(issued.leaf()).as_deref(),
+        Some(svid.serial_hex().as_str())
+    );
+    assert_eq!(ringmesh_tls::serial_hex(b"not a certificate"), None);
+}

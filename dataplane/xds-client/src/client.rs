@@ -3,8 +3,8 @@
 //!
 //! Per response: removals and adds are applied to a *candidate* copy of
 //! the held state (a resource that does not convert is left out, keeping
-//! its last good version), route configurations and load assignments no
-//! longer referenced are dropped, the whole state is translated and handed
+//! its last good version), route configurations, load assignments and SDS
+//! trust bundles no longer referenced are dropped, the whole state is translated and handed
 //! to `on_update` (which compiles and publishes). Only when `on_update`
 //! accepts does the candidate become the held state; then the response is
 //! ACKed, or NACKed with the per-resource errors when some were rejected.
@@ -169,7 +169,7 @@ where
 {
     pub(crate) fn new(base: ProxyConfig, on_update: F) -> Self {
         Engine {
-            state: XdsState::default(),
+            state: XdsState::new(base.identity.is_some()),
             base,
             on_update,
             delivered: None,
@@ -186,7 +186,9 @@ where
         for t in ResourceType::ALL {
             let named = matches!(
                 t,
-                ResourceType::RouteConfiguration | ResourceType::ClusterLoadAssignment
+                ResourceType::RouteConfiguration
+                    | ResourceType::ClusterLoadAssignment
+                    | ResourceType::Secret
             );
             let subscribe: Vec<String> = if named {
                 let wanted = self.state.wanted(t);
@@ -260,13 +262,14 @@ where
         out
     }
 
-    /// Subscribe to newly referenced RDS/EDS names, unsubscribe from
+    /// Subscribe to newly referenced RDS/EDS/SDS names, unsubscribe from
     /// those no longer referenced.
     fn subscription_changes(&mut self) -> Vec<DeltaRequest> {
         let mut out = Vec::new();
         for t in [
             ResourceType::ClusterLoadAssignment,
             ResourceType::RouteConfiguration,
+            ResourceType::Secret,
         ] {
             let wanted = self.state.wanted(t);
             let current = self.subscribed.entry(t).or_default();

@@ -1,6 +1,6 @@
 //! `ringmesh-xds-client`: the proxy's Delta ADS client. It subscribes to
-//! listeners and clusters (wildcard) and to the route configurations and
-//! load assignments they reference (by name), translates the Envoy v3
+//! listeners and clusters (wildcard) and to the route configurations, load
+//! assignments and SDS trust bundle (`ROOTCA`) they reference (by name), translates the Envoy v3
 //! resources it holds into the neutral [`ringmesh_config::model::ProxyConfig`]
 //! ([`translate`]) and hands it to the caller, which compiles it with
 //! `ringmesh_config::compile` exactly like the static file and publishes

@@ -12,7 +12,9 @@
 //!
 //! Supported shapes:
 //! - Listener: one IP socket address (TCP), one filter chain without match
-//!   or transport socket, one network filter: the HTTP connection manager
+//!   (plaintext, or mutual TLS = `STRICT`), or Istio's `PERMISSIVE` pair
+//!   (TLS inspector, chains matching `transport_protocol` `tls` / `raw_buffer`;
+//!   see [`tls`]), one network filter: the HTTP connection manager
 //!   (RDS by name or an inline route configuration; only the router HTTP
 //!   filter) → `protocol: http`, or `tcp_proxy` to one cluster →
 //!   `protocol: tcp`; `use_original_dst` → `original_dst: true`.
@@ -26,7 +28,9 @@
 //!   a retry policy only if it allows no retry.
 //! - Cluster: STATIC (inline `load_assignment`), EDS (endpoints from the
 //!   ClusterLoadAssignment named by `eds_cluster_config.service_name`, or
-//!   the cluster's own name), ORIGINAL_DST; round robin; `connect_timeout`.
+//!   the cluster's own name), ORIGINAL_DST; round robin; `connect_timeout`;
+//!   an `UpstreamTlsContext` transport socket → `ISTIO_MUTUAL`.
+//! - Secret: the mesh trust bundle `ROOTCA` (PEM roots inline).
 //! - ClusterLoadAssignment: priority-0 endpoints with IP socket addresses
 //!   and `load_balancing_weight`; unhealthy, draining and timed-out
 //!   endpoints are left out, as Envoy does.
@@ -38,28 +42,35 @@ use std::{
 };
 
 use ringmesh_config::model::{
-    ClusterSpec, ClusterTypeSpec, EndpointSpec, HeaderMatchSpec, LbPolicySpec, ListenerProtocol,
-    ListenerSpec, ProxyConfig, QueryParameterMatchSpec, RouteConfigSpec, RouteMatchSpec, RouteSpec,
-    VirtualHostSpec, WeightedClusterSpec,
+    ClusterSpec, ClusterTypeSpec, DownstreamTlsMode, EndpointSpec, HeaderMatchSpec, LbPolicySpec,
+    ListenerProtocol, ListenerSpec, ListenerTlsSpec, ProxyConfig, QueryParameterMatchSpec,
+    RouteConfigSpec, RouteMatchSpec, RouteSpec, TrustBundleSpec, VirtualHostSpec,
+    WeightedClusterSpec,
 };
 
+pub use self::tls::{SecretRefs, OWN_CERT, ROOT_CA};
 use crate::wire::{self, pb};
 
-/// The four resource types a sidecar takes over ADS.
+mod tls;
+
+/// The resource types a sidecar takes over ADS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceType {
     Listener,
     RouteConfiguration,
     Cluster,
     ClusterLoadAssignment,
+    /// SDS: only the mesh trust bundle ([`ROOT_CA`]), by name.
+    Secret,
 }
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 4] = [
+    pub const ALL: [ResourceType; 5] = [
         ResourceType::Cluster,
         ResourceType::ClusterLoadAssignment,
         ResourceType::Listener,
         ResourceType::RouteConfiguration,
+        ResourceType::Secret,
     ];
 
     /// The type URL on the wire (from the generated types).
@@ -78,6 +89,7 @@ impl ResourceType {
             ResourceType::RouteConfiguration => "RDS",
             ResourceType::Cluster => "CDS",
             ResourceType::ClusterLoadAssignment => "EDS",
+            ResourceType::Secret => "SDS",
         }
     }
 
@@ -87,6 +99,7 @@ impl ResourceType {
             ResourceType::RouteConfiguration => "RouteConfiguration",
             ResourceType::Cluster => "Cluster",
             ResourceType::ClusterLoadAssignment => "ClusterLoadAssignment",
+            ResourceType::Secret => "Secret",
         }
     }
 }
@@ -132,6 +145,10 @@ pub struct XdsListener {
     pub inline_route: Option<RouteConfigSpec>,
     /// The route configuration to fetch by RDS.
     pub rds: Option<String>,
+    /// The SDS secrets its TLS context names.
+    pub refs: SecretRefs,
+    /// Index of the filter chain served (the TLS one of a PERMISSIVE pair).
+    pub chain: usize,
 }
 
 /// A converted Cluster.
@@ -140,6 +157,8 @@ pub struct XdsCluster {
     pub spec: ClusterSpec,
     /// The ClusterLoadAssignment to fetch by EDS (EDS clusters only).
     pub eds_service: Option<String>,
+    /// The SDS secrets its TLS context names.
+    pub refs: SecretRefs,
 }
 
 /// One converted resource.
@@ -149,6 +168,19 @@ pub enum Converted {
     Route(RouteConfigSpec),
     Cluster(XdsCluster),
     Endpoints(Vec<EndpointSpec>),
+    /// An SDS trust bundle.
+    Secret(TrustBundleSpec),
+}
+
+impl Converted {
+    /// The SDS secrets it references.
+    pub fn refs(&self) -> SecretRefs {
+        match self {
+            Converted::Listener(l) => l.refs,
+            Converted::Cluster(c) => c.refs,
+            _ => SecretRefs::default(),
+        }
+    }
 }
 
 /// The name an inline route configuration gets in the model (it has
@@ -187,6 +219,12 @@ pub fn convert(
         ResourceType::ClusterLoadAssignment => {
             let cla = wire::decode(type_url, bytes).map_err(body_err)?;
             endpoints("", &cla).map(Converted::Endpoints).map_err(err)
+        }
+        ResourceType::Secret => {
+            let secret = wire::decode(type_url, bytes).map_err(body_err)?;
+            tls::secret(name, &secret)
+                .map(Converted::Secret)
+                .map_err(err)
         }
     }
 }
@@ -267,16 +305,10 @@ fn listener(
              are not supported",
         );
     }
-    if !l.listener_filters.is_empty() {
-        return reject(
-            "listener_filters",
-            "listener filters are not supported (use use_original_dst for the original destination)",
-        );
-    }
     if l.default_filter_chain.is_some() {
         return reject(
             "default_filter_chain",
-            "not supported (give exactly one filter chain)",
+            "not supported (give exactly one filter chain, or the PERMISSIVE pair)",
         );
     }
     if l.filter_chain_matcher.is_some() {
@@ -285,43 +317,20 @@ fn listener(
             "filter chain matching is not supported",
         );
     }
-    let chain = match l.filter_chains.as_slice() {
-        [chain] => chain,
-        [] => return reject("filter_chains", "no filter chain"),
-        _ => {
-            return reject(
-                "filter_chains",
-                "more than one filter chain (filter chain matching is not supported)",
-            )
-        }
-    };
-    if chain
-        .filter_chain_match
-        .as_ref()
-        .is_some_and(|m| *m != Default::default())
-    {
-        return reject(
-            "filter_chains[0].filter_chain_match",
-            "filter chain matching is not supported",
-        );
-    }
-    if chain.transport_socket.is_some() {
-        return reject(
-            "filter_chains[0].transport_socket",
-            "transport sockets (TLS) are not supported",
-        );
-    }
+    let selected = tls::select_chain(l)?;
+    let chain = selected.chain;
+    let ci = selected.index;
     let filter = match chain.filters.as_slice() {
         [f] => f,
-        [] => return reject("filter_chains[0].filters", "no network filter"),
+        [] => return reject(format!("filter_chains[{ci}].filters"), "no network filter"),
         _ => {
             return reject(
-                "filter_chains[0].filters",
+                format!("filter_chains[{ci}].filters"),
                 "only one network filter (http_connection_manager or tcp_proxy) is supported",
             )
         }
     };
-    let at = "filter_chains[0].filters[0]";
+    let at = &format!("filter_chains[{ci}].filters[0]");
     let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
         return reject(
             format!("{at}.typed_config"),
@@ -335,7 +344,11 @@ fn listener(
         route_config: None,
         cluster: None,
         original_dst: l.use_original_dst.as_ref().is_some_and(|b| b.value),
+        tls: (selected.mode != DownstreamTlsMode::Disable).then_some(ListenerTlsSpec {
+            mode: selected.mode,
+        }),
     };
+    let refs = selected.refs;
     use pb::envoy::extensions::filters::network::{
         http_connection_manager::v3::HttpConnectionManager, tcp_proxy::v3::TcpProxy,
     };
@@ -350,6 +363,8 @@ fn listener(
             spec,
             inline_route,
             rds,
+            refs,
+            chain: ci,
         })
     } else if any.type_url == TcpProxy::type_url() {
         use pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
@@ -371,6 +386,8 @@ fn listener(
             spec,
             inline_route: None,
             rds: None,
+            refs,
+            chain: ci,
         })
     } else {
         reject(
@@ -928,12 +945,16 @@ fn cluster(name: &str, c: &pb::envoy::config::cluster::v3::Cluster) -> Result<Xd
             "only ROUND_ROBIN is supported (CLUSTER_PROVIDED for ORIGINAL_DST clusters)",
         );
     }
-    if c.transport_socket.is_some() || !c.transport_socket_matches.is_empty() {
+    if !c.transport_socket_matches.is_empty() {
         return reject(
-            "transport_socket",
-            "transport sockets (TLS) are not supported",
+            "transport_socket_matches",
+            "per-endpoint transport sockets (auto mTLS) are not supported; give transport_socket",
         );
     }
+    let upstream_tls = match &c.transport_socket {
+        Some(ts) => tls::upstream(ts)?,
+        None => None,
+    };
     if !c.health_checks.is_empty() {
         return reject("health_checks", "active health checking is not supported");
     }
@@ -951,7 +972,9 @@ fn cluster(name: &str, c: &pb::envoy::config::cluster::v3::Cluster) -> Result<Xd
         connect_timeout,
         lb_policy: LbPolicySpec::RoundRobin,
         endpoints: Vec::new(),
+        tls: upstream_tls.as_ref().map(|(t, _)| t.clone()),
     };
+    let refs = upstream_tls.map(|(_, r)| r).unwrap_or_default();
     let mut eds_service = None;
     match kind {
         DiscoveryType::Eds => {
@@ -970,7 +993,11 @@ fn cluster(name: &str, c: &pb::envoy::config::cluster::v3::Cluster) -> Result<Xd
             }
         }
     }
-    Ok(XdsCluster { spec, eds_service })
+    Ok(XdsCluster {
+        spec,
+        eds_service,
+        refs,
+    })
 }
 
 fn endpoints(
@@ -1027,9 +1054,20 @@ pub struct Held {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct XdsState {
     types: BTreeMap<ResourceType, BTreeMap<String, Held>>,
+    /// The bootstrap has an `identity`: TLS contexts naming this proxy's
+    /// own certificate (SDS [`OWN_CERT`]) can be honoured.
+    has_identity: bool,
 }
 
 impl XdsState {
+    /// An empty state for a proxy with (or without) an identity.
+    pub fn new(has_identity: bool) -> XdsState {
+        XdsState {
+            types: BTreeMap::new(),
+            has_identity,
+        }
+    }
+
     /// Convert and hold a resource, replacing its older version. A
     /// rejected resource leaves the held version (if any) in place.
     pub fn apply(
@@ -1041,6 +1079,22 @@ impl XdsState {
         bytes: &[u8],
     ) -> Result<(), ResourceError> {
         let value = convert(t, name, type_url, bytes)?;
+        if value.refs().own_cert && !self.has_identity {
+            return Err(ResourceError {
+                resource_type: t,
+                name: name.to_owned(),
+                field: match &value {
+                    Converted::Listener(l) => {
+                        format!("filter_chains[{}].transport_socket", l.chain)
+                    }
+                    _ => "transport_socket".into(),
+                },
+                reason: format!(
+                    "needs this proxy's own certificate (SDS {OWN_CERT:?}), but its bootstrap has \
+                     no identity section"
+                ),
+            });
+        }
         self.insert(t, name, version, value);
         Ok(())
     }
@@ -1093,16 +1147,28 @@ impl XdsState {
                     _ => None,
                 })
                 .collect(),
+            ResourceType::Secret => {
+                let used = self
+                    .of(ResourceType::Listener)
+                    .chain(self.of(ResourceType::Cluster))
+                    .any(|(_, h)| h.value.refs().root_ca);
+                if used {
+                    BTreeSet::from([ROOT_CA.to_owned()])
+                } else {
+                    BTreeSet::new()
+                }
+            }
             ResourceType::Listener | ResourceType::Cluster => BTreeSet::new(),
         }
     }
 
-    /// Drop held route configurations and load assignments that nothing
-    /// references any more (they are unsubscribed).
+    /// Drop held route configurations, load assignments and secrets that
+    /// nothing references any more (they are unsubscribed).
     pub fn retain_wanted(&mut self) {
         for t in [
             ResourceType::RouteConfiguration,
             ResourceType::ClusterLoadAssignment,
+            ResourceType::Secret,
         ] {
             let wanted = self.wanted(t);
             if let Some(m) = self.types.get_mut(&t) {
@@ -1181,6 +1247,11 @@ impl XdsState {
                 cfg.clusters.push(spec);
             }
         }
+        for (_, h) in self.of(ResourceType::Secret) {
+            if let Converted::Secret(b) = &h.value {
+                cfg.trust_bundles.push(b.clone());
+            }
+        }
         // A route or TCP listener may name a cluster that is not (or no
         // longer) held: the control plane removes a cluster (CDS) before
         // it updates the routes (RDS) that used it. Envoy answers 503 for
@@ -1204,6 +1275,7 @@ impl XdsState {
                 connect_timeout: None,
                 lb_policy: LbPolicySpec::RoundRobin,
                 endpoints: Vec::new(),
+                tls: None,
             });
         }
         cfg

@@ -30,9 +30,12 @@ use crate::{client::NodeIdentity, translate::ResourceType};
 /// The type URL of a resource type, from the generated type's
 /// `prost::Name` (never spelled by hand).
 pub(crate) fn type_url(t: ResourceType) -> String {
-    use pb::envoy::config::{
-        cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
-        route::v3::RouteConfiguration,
+    use pb::envoy::{
+        config::{
+            cluster::v3::Cluster, endpoint::v3::ClusterLoadAssignment, listener::v3::Listener,
+            route::v3::RouteConfiguration,
+        },
+        extensions::transport_sockets::tls::v3::Secret,
     };
     use prost::Name;
     match t {
@@ -40,6 +43,7 @@ pub(crate) fn type_url(t: ResourceType) -> String {
         ResourceType::RouteConfiguration => RouteConfiguration::type_url(),
         ResourceType::Cluster => Cluster::type_url(),
         ResourceType::ClusterLoadAssignment => ClusterLoadAssignment::type_url(),
+        ResourceType::Secret => Secret::type_url(),
     }
 }
 

@@ -59,6 +59,7 @@ fn expected(cluster: &str, endpoints: &[SocketAddr]) -> ProxyConfig {
             route_config: Some("main".into()),
             cluster: None,
             original_dst: false,
+            tls: None,
         }],
         route_configs: vec![RouteConfigSpec {
             name: "main".into(),
@@ -89,6 +90,7 @@ fn expected(cluster: &str, endpoints: &[SocketAddr]) -> ProxyConfig {
                     weight: 1,
                 })
                 .collect(),
+            tls: None,
         }],
         ..base()
     }

@@ -1,6 +1,7 @@
 use prost::Name;
 
 mod l7;
+mod tls;
 
 use super::*;
 use crate::wire::pb::{
@@ -170,6 +171,7 @@ fn http_listener_with_rds() {
             route_config: Some("main".into()),
             cluster: None,
             original_dst: false,
+            tls: None,
         }
     );
     assert_eq!(l.rds.as_deref(), Some("main"));
@@ -329,8 +331,11 @@ fn rejections_name_the_resource_field_and_reason() {
 
     let mut two = rds_listener("l", "r");
     two.filter_chains.push(two.filter_chains[0].clone());
-    assert!(err_text(ResourceType::Listener, "l", &two)
-        .contains("filter_chains: more than one filter chain"));
+    let t = err_text(ResourceType::Listener, "l", &two);
+    assert!(
+        t.contains("filter_chains: two filter chains are supported only as the PERMISSIVE pair"),
+        "{t}"
+    );
 
     let mut unbound = rds_listener("0.0.0.0_9080", "9080");
     unbound.bind_to_port = Some(pb::google::protobuf::BoolValue { value: false });
@@ -348,8 +353,11 @@ fn rejections_name_the_resource_field_and_reason() {
         name: "tls".into(),
         config_type: None::<transport_socket::ConfigType>,
     });
-    assert!(err_text(ResourceType::Listener, "l", &tls)
-        .contains("filter_chains[0].transport_socket: transport sockets (TLS) are not supported"));
+    let t = err_text(ResourceType::Listener, "l", &tls);
+    assert!(
+        t.contains("filter_chains[0].transport_socket.typed_config: missing (transport socket \"tls\" needs its configuration inline)"),
+        "{t}"
+    );
 
     let mut host = rds_listener("l", "r");
     host.address = Some(addr("example.com", 80));
@@ -388,8 +396,8 @@ fn rejections_name_the_resource_field_and_reason() {
     assert!(err_text(ResourceType::Cluster, "c", &lr).contains("lb_policy: only ROUND_ROBIN"));
     let mut ctls = cluster_of("c", DiscoveryType::Eds);
     ctls.transport_socket = Some(TransportSocket::default());
-    assert!(err_text(ResourceType::Cluster, "c", &ctls)
-        .contains("transport_socket: transport sockets (TLS)"));
+    let t = err_text(ResourceType::Cluster, "c", &ctls);
+    assert!(t.contains("transport_socket.typed_config: missing"), "{t}");
 
     let zero = cla(
         "z",

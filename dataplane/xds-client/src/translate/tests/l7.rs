@@ -241,6 +241,7 @@ fn header_matchers_in_every_form() {
             connect_timeout: None,
             lb_policy: LbPolicySpec::RoundRobin,
             endpoints: vec![],
+            tls: None,
         }],
         ..Default::default()
     };
