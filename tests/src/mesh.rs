@@ -46,13 +46,28 @@ impl ControlPlane {
     }
 
     /// Serve the mesh in `config_dir` on `addr` (a restart reuses the
-    /// address its proxies know). Returns once the port is open.
+    /// address its proxies know), with a CA of its own in a temporary
+    /// data directory. Returns once the port is open.
     pub fn start_on(config_dir: &Path, addr: SocketAddr) -> ControlPlane {
+        Self::start_with_data(config_dir, addr, None)
+    }
+
+    /// As [`ControlPlane::start_on`], with the CA (root and token key) in
+    /// `data_dir` when given: tests that mint tokens or sign certificates
+    /// themselves open the same directory.
+    pub fn start_with_data(
+        config_dir: &Path,
+        addr: SocketAddr,
+        data_dir: Option<&Path>,
+    ) -> ControlPlane {
         let dir = TempDir::new("control");
         let log = dir.path().join("control.log");
+        let data = data_dir.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         let mut cmd = Command::new(control_bin());
         cmd.arg("--config-dir")
             .arg(config_dir)
+            .arg("--data-dir")
+            .arg(&data)
             .args(["--xds-address", &addr.to_string()])
             // Tests change files and wait for the effect: poll briskly.
             .args(["--poll-interval", "100ms"])
@@ -167,4 +182,36 @@ pub fn write_atomic(dir: &Path, name: &str, text: &str) {
     let tmp = dir.join(format!(".{name}.tmp"));
     fs::write(&tmp, text).expect("writing a mesh file");
     fs::rename(&tmp, dir.join(name)).expect("renaming a mesh file into place");
+}
+
+/// A bootstrap token for `spiffe://cluster.local/ns/NAMESPACE/sa/SA`,
+/// minted by `ringmesh-control token` with the token key in `data_dir`
+/// (the control plane's `--data-dir`).
+pub fn mint_token(data_dir: &Path, namespace: &str, service_account: &str) -> String {
+    let out = Command::new(control_bin())
+        .arg("token")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--namespace",
+            namespace,
+            "--service-account",
+            service_account,
+        ])
+        .args(["--ttl", "1h"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running ringmesh-control token");
+    assert!(
+        out.status.success(),
+        "ringmesh-control token failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).expect("the token is UTF-8");
+    let token = token.trim();
+    assert!(
+        !token.is_empty() && !token.contains(char::is_whitespace),
+        "{token:?}"
+    );
+    token.to_owned()
 }

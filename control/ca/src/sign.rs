@@ -12,7 +12,8 @@ use std::{
 };
 
 use rcgen::{
-    CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType,
+    CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
+    PublicKeyData, SanType,
 };
 use rustls_pki_types::{pem::PemObject, CertificateDer, CertificateSigningRequestDer};
 use x509_parser::{
@@ -254,6 +255,14 @@ impl CaStore {
                 key: format!("not encodable ({e})"),
             }
         })?;
+        // The leaf carries exactly the requested key info. x509-parser reads
+        // some encodings that are not DER (an algorithm OID under the wrong
+        // tag); re-encoding those would certify bytes nobody asked for.
+        if public_key.subject_public_key_info() != spki.raw {
+            return Err(SignError::CsrDer(
+                "the subjectPublicKeyInfo is not in DER".into(),
+            ));
+        }
         let serial = random_serial().map_err(SignError::Build)?;
         let serial_hex = serial
             .as_ref()

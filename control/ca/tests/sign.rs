@@ -477,3 +477,76 @@ fn ttl_is_capped_by_the_maximum_and_by_the_signing_chain() {
     let issued = ca_store.sign(&csr.csr_pem, &proven, Duration::MAX).unwrap();
     assert_eq!(issued.ttl_capped, Some(TtlCap::MaxTtl));
 }
+
+/// `SEQUENCE { info, ecdsa-with-SHA256, BIT STRING signature }`, signed by
+/// `key` over `info` whatever `info` holds.
+fn signed_request(key: &KeyPair, info: &[u8]) -> Vec<u8> {
+    use rcgen::SigningKey;
+    fn tlv(tag: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match value.len() {
+            n @ 0..=0x7f => out.push(n as u8),
+            n @ 0x80..=0xff => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(value);
+        out
+    }
+    const ECDSA_WITH_SHA256: &[u8] = &[
+        0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+    ];
+    let mut bits = vec![0];
+    bits.extend(key.sign(info).unwrap());
+    let mut body = info.to_vec();
+    body.extend_from_slice(ECDSA_WITH_SHA256);
+    body.extend(tlv(0x03, &bits));
+    tlv(0x30, &body)
+}
+
+/// Found by the `csr_sign` fuzz target
+/// (`fuzz/regressions/csr_sign/spki-oid-wrong-tag`): a request whose
+/// subjectPublicKeyInfo is not DER — the algorithm OID under tag 0 instead
+/// of 6, which x509-parser reads anyway — was signed, and the leaf carried
+/// a re-encoded key info instead of the requested bytes.
+#[test]
+fn regression_key_info_that_is_not_der_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = ca(tmp.path());
+    let proven = id("default", "reviews");
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .der()
+        .to_vec();
+    // The CertificationRequestInfo: the first element of the outer SEQUENCE.
+    let (_, request) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&der).unwrap();
+    let info = request.certification_request_info.raw.to_vec();
+
+    // Re-signed as it is, the request is fine.
+    let ok = ca.sign_der(
+        &signed_request(&key, &info),
+        &proven,
+        Duration::from_secs(3600),
+    );
+    assert!(ok.is_ok(), "{:?}", ok.err());
+
+    // idEcPublicKey (1.2.840.10045.2.1) under tag 0.
+    const EC_KEY_OID: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    let at = info
+        .windows(EC_KEY_OID.len())
+        .position(|w| w == EC_KEY_OID)
+        .unwrap();
+    let mut bad = info.clone();
+    bad[at] = 0x00;
+    let err = ca
+        .sign_der(
+            &signed_request(&key, &bad),
+            &proven,
+            Duration::from_secs(3600),
+        )
+        .unwrap_err();
+    assert!(matches!(err, SignError::CsrDer(_)), "{err}");
+    assert!(err.to_string().contains("not in DER"), "{err}");
+}

@@ -27,6 +27,7 @@ pub mod analyze;
 pub mod config_dump;
 pub mod proxy_status;
 pub mod style;
+pub mod tls_check;
 
 use std::{io::Write, process::ExitCode};
 
@@ -48,7 +49,10 @@ Examples:
   ringmesh proxy-status reviews-v1
 
   # What the local proxy runs
-  ringmesh config-dump --type listeners";
+  ringmesh config-dump --type listeners
+
+  # Effective mTLS per service port; exit 1 on a conflict
+  ringmesh tls-check --dir mesh/";
 
 /// Ringmesh's command line.
 #[derive(Debug, Parser)]
@@ -92,6 +96,12 @@ pub enum Command {
         after_help = ringmesh_demo::EXAMPLES,
     )]
     Demo(ringmesh_demo::DemoArgs),
+    /// Show the effective mTLS (server and client side) of every service port
+    #[command(
+        long_about = tls_check::LONG_ABOUT,
+        after_help = tls_check::EXAMPLES,
+    )]
+    TlsCheck(tls_check::Args),
 }
 
 /// Run a parsed command line; the exit status is the command's.
@@ -100,6 +110,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Analyze(args) => analyze::main(&args),
         Command::ProxyStatus(args) => proxy_status::main(&args),
         Command::ConfigDump(args) => config_dump::main(&args),
+        Command::TlsCheck(args) => tls_check::main(&args),
         // On the main thread: the children's parent-death signal is tied
         // to the thread that spawned them.
         Command::Demo(args) => ExitCode::from(u8::try_from(ringmesh_demo::run(args)).unwrap_or(1)),

@@ -3,7 +3,8 @@
 //! (`ringmesh-registry`, file mode), the translation of Istio resources
 //! into Envoy xDS (`ringmesh-translate`) and the ADS server core
 //! (`ringmesh-xds`) — and serves Delta and state-of-the-world ADS on one
-//! gRPC port.
+//! gRPC port, beside the mesh status API and the CA's certificate
+//! signing service (`ringmesh-ca`, `ringmesh.ca.v1.CertificateService`).
 //!
 //! ```text
 //!  FileRegistry ──watch<MeshState>──▶ Controller ──translate(state, scope)──▶ Debouncer ──▶ XdsServer
@@ -18,6 +19,11 @@
 //! (the proxy is waiting); recomputations after a change go through the
 //! debouncer.
 //!
+//! The CA lives in `--data-dir` (generated root or plug-in `cacerts`,
+//! plus the bootstrap-token key); its trust bundle goes into every
+//! proxy's `ROOTCA` secret through the translation options.
+//! `ringmesh-control token` mints the bootstrap tokens of file mode.
+//!
 //! Restart safety: the registry loads the whole directory before the
 //! gRPC port opens, and a scope is only ever published from a complete
 //! state, so a proxy reconnecting to a restarted control plane is never
@@ -25,6 +31,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
+use ringmesh_ca::{ca_service, CaOptions, CaStore, ServiceOptions, TokenAuthority};
 use ringmesh_istio::{Diagnostic, Severity};
 use ringmesh_registry::{FileOptions, FileRegistry, MeshState, Registry};
 use ringmesh_translate::{translate, Options as TranslateOptions, ProxyNode};
@@ -32,19 +39,52 @@ use ringmesh_xds::{DebounceConfig, Debouncer, ScopeKey, XdsServer};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-/// Command-line flags.
+pub mod token;
+
+const AFTER_HELP: &str = "\
+Examples:
+  ringmesh-control --config-dir mesh/
+  ringmesh-control --config-dir mesh/ --xds-address 0.0.0.0:15010 --data-dir /var/lib/ringmesh
+  ringmesh-control token --data-dir /var/lib/ringmesh --namespace default --service-account reviews
+
+The directory holds registry objects (Service, Workload) and Istio resources as YAML;
+edits are picked up within a second. Point proxies (or Envoy, with
+ads_config api_type DELTA_GRPC) at the xDS address; they get their certificates from
+the CA on the same address with a bootstrap token (`ringmesh-control token`).
+Logging: RUST_LOG (default info).";
+
+/// The command line: serve (the default), or a subcommand.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(
     name = "ringmesh-control",
     version,
-    about = "The Ringmesh control plane: Istio resources in, delta xDS out.",
-    after_help = "Examples:\n  ringmesh-control --config-dir mesh/\n  ringmesh-control --config-dir mesh/ --xds-address 0.0.0.0:15010\n\nThe directory holds registry objects (Service, Workload) and Istio resources as YAML;\nedits are picked up within a second. Point proxies (or Envoy, with\nads_config api_type DELTA_GRPC) at the xDS address. Logging: RUST_LOG (default info)."
+    about = "The Ringmesh control plane: Istio resources in, delta xDS and workload certificates out.",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true
 )]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: Args,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Print a bootstrap token proving a workload identity to the CA (file mode)
+    #[command(after_help = token::AFTER_HELP)]
+    Token(token::TokenArgs),
+}
+
+/// Flags of the server.
+#[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Directory of YAML files: registry Services and Workloads and Istio resources.
-    #[arg(long, value_name = "DIR")]
-    pub config_dir: PathBuf,
-    /// Address of the gRPC server (ADS, mesh status).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub config_dir: Option<PathBuf>,
+    /// Address of the gRPC server (ADS, mesh status, certificate signing).
     #[arg(long, default_value = "127.0.0.1:15010", value_name = "IP:PORT")]
     pub xds_address: SocketAddr,
     /// How often the directory is checked for changes.
@@ -62,6 +102,17 @@ pub struct Args {
     /// SPIFFE trust domain of workload identities.
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
+    /// The CA's directory: its root (generated on first start) or a plug-in CA in Istio's
+    /// `cacerts` layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem), extra
+    /// roots in trust-bundle.pem, and the bootstrap-token key.
+    #[arg(long, default_value = "ringmesh-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Lifetime of a workload certificate when the proxy asks for none.
+    #[arg(long, default_value = "24h", value_parser = duration)]
+    pub cert_ttl: Duration,
+    /// Longest lifetime ever issued; longer requests are capped.
+    #[arg(long, default_value = "2160h", value_parser = duration)]
+    pub max_cert_ttl: Duration,
     /// Worker threads of the runtime.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -71,10 +122,46 @@ fn duration(s: &str) -> Result<Duration, String> {
     ringmesh_istio::parse_duration(s)
 }
 
+/// The CA of `args`: its directory opened (a root generated on first
+/// start), and the bootstrap-token key beside it.
+pub fn open_ca(args: &Args) -> Result<(Arc<CaStore>, Arc<TokenAuthority>), String> {
+    let mut options = CaOptions::new(args.trust_domain.clone());
+    options.default_ttl = args.cert_ttl;
+    options.max_ttl = args.max_cert_ttl;
+    let dir = &args.data_dir;
+    let store = CaStore::open(dir, options).map_err(|e| {
+        format!(
+            "cannot open the CA in {}: {e} (fix or remove the file, or choose another --data-dir)",
+            dir.display()
+        )
+    })?;
+    let tokens =
+        TokenAuthority::open(dir).map_err(|e| format!("cannot open the token key: {e}"))?;
+    Ok((Arc::new(store), Arc::new(tokens)))
+}
+
 /// Run until SIGTERM/SIGINT. Returns the process exit code.
 pub async fn run(args: Args) -> i32 {
+    let Some(config_dir) = args.config_dir.clone() else {
+        error!("--config-dir is required");
+        return 2;
+    };
+    let (ca, tokens) = match open_ca(&args) {
+        Ok(ca) => ca,
+        Err(e) => {
+            error!("{e}");
+            return 1;
+        }
+    };
+    info!(
+        mode = ?ca.mode(),
+        dir = %args.data_dir.display(),
+        trust_domain = ca.trust_domain(),
+        roots = ca.trust_bundle().len(),
+        "CA ready"
+    );
     let registry = match FileRegistry::start(
-        args.config_dir.clone(),
+        config_dir.clone(),
         FileOptions {
             poll_interval: args.poll_interval,
             domain_suffix: args.domain_suffix.clone(),
@@ -117,13 +204,14 @@ pub async fn run(args: Args) -> i32 {
         options: TranslateOptions {
             domain_suffix: args.domain_suffix.clone(),
             trust_domain: args.trust_domain.clone(),
+            trust_bundle_pem: ca.trust_bundle().to_pem(),
         },
     };
     tokio::spawn(controller.run(registry.watch(), server.scope_requests()));
 
     // Printed on stdout for scripts and tests waiting for the port.
     println!("LISTENING {local}");
-    info!(address = %local, dir = %args.config_dir.display(), "serving xDS");
+    info!(address = %local, dir = %config_dir.display(), "serving xDS and the CA");
 
     let shutdown = async {
         shutdown_signal().await;
@@ -139,6 +227,7 @@ pub async fn run(args: Args) -> i32 {
             )
             .into_server(),
     );
+    routes.add_service(ca_service(ca, tokens, ServiceOptions::default()));
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -257,4 +346,83 @@ fn report(state: &MeshState, reported: &mut Vec<Diagnostic>) {
         }
     }
     *reported = state.diagnostics.clone();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn serving_is_the_default_and_token_a_subcommand() {
+        let cli = Cli::try_parse_from(["ringmesh-control", "--config-dir", "mesh"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.config_dir, Some(PathBuf::from("mesh")));
+        assert_eq!(cli.serve.data_dir, PathBuf::from("ringmesh-data"));
+        assert_eq!(cli.serve.cert_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(cli.serve.max_cert_ttl, Duration::from_secs(90 * 24 * 3600));
+
+        let cli = Cli::try_parse_from([
+            "ringmesh-control",
+            "token",
+            "-n",
+            "shop",
+            "-s",
+            "cart",
+            "--ttl",
+            "90m",
+        ])
+        .unwrap();
+        let Some(Command::Token(t)) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(
+            (t.namespace.as_str(), t.service_account.as_str(), t.ttl),
+            ("shop", "cart", Duration::from_secs(5400))
+        );
+        // Serving needs the directory; the subcommand takes no server flags.
+        assert!(Cli::try_parse_from(["ringmesh-control"]).is_err());
+        assert!(Cli::try_parse_from([
+            "ringmesh-control",
+            "--config-dir",
+            "mesh",
+            "token",
+            "-n",
+            "a",
+            "-s",
+            "b"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["ringmesh-control", "token", "-n", "a"]).is_err());
+    }
+
+    #[test]
+    fn the_ca_is_created_on_first_start_and_reopened_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let args = Cli::try_parse_from([
+            "ringmesh-control",
+            "--config-dir",
+            "mesh",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .unwrap()
+        .serve;
+        let (first, _) = open_ca(&args).unwrap();
+        assert_eq!(first.mode(), ringmesh_ca::CaMode::GeneratedRoot);
+        assert!(data.join("token-key").exists());
+        let (again, _) = open_ca(&args).unwrap();
+        assert_eq!(again.mode(), ringmesh_ca::CaMode::LoadedRoot);
+        assert_eq!(first.trust_bundle().to_pem(), again.trust_bundle().to_pem());
+        // A damaged root is an error naming the file and what to do.
+        std::fs::write(data.join("root-cert.pem"), "not a certificate").unwrap();
+        let e = open_ca(&args).err().unwrap();
+        assert!(
+            e.starts_with(&format!("cannot open the CA in {}: ", data.display())),
+            "{e}"
+        );
+        assert!(e.contains("root-cert.pem"), "{e}");
+    }
 }

@@ -1,13 +1,14 @@
-//! `ringmesh-control` binary: flags, logging, runtime, then
-//! [`ringmesh_control::run`].
+//! `ringmesh-control` binary: flags, logging, then the server
+//! ([`ringmesh_control::run`]) or a subcommand.
 
 use clap::Parser;
+use ringmesh_control::{Cli, Command};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let args = ringmesh_control::Args::parse();
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -18,14 +19,19 @@ fn main() {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
-    // Two worker threads: ADS streams and translation are light; the
-    // machine's cores belong to the proxies.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads)
-        .thread_name("control")
-        .enable_all()
-        .build()
-        .expect("building the tokio runtime");
-    let code = runtime.block_on(ringmesh_control::run(args));
+    let code = match cli.command {
+        Some(Command::Token(args)) => ringmesh_control::token::main(&args),
+        None => {
+            // Two worker threads by default: ADS streams, translation and
+            // signing are light; the machine's cores belong to the proxies.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cli.serve.threads)
+                .thread_name("control")
+                .enable_all()
+                .build()
+                .expect("building the tokio runtime");
+            runtime.block_on(ringmesh_control::run(cli.serve))
+        }
+    };
     std::process::exit(code);
 }

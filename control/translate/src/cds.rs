@@ -8,10 +8,11 @@ use ringmesh_istio::networking::destination_rule::{
     ClientTlsSettings, ConnectionPoolSettings, H2UpgradePolicy, LocalityLbSetting,
     OutlierDetection, SimpleLb, Subset, TlsMode,
 };
-use ringmesh_registry::{Protocol, ServicePort};
+use ringmesh_registry::{MeshState, Protocol, ServicePort};
 use tracing::warn;
 
 use crate::{
+    mtls,
     view::{Discovery, Ep, EpAddr, InboundPort, Policy, Svc, View},
     wire::{self, cluster, core, endpoint, tls, upstream_http},
 };
@@ -114,14 +115,14 @@ fn lb_endpoint(address: core::Address, weight: u32) -> endpoint::LbEndpoint {
 }
 
 /// Every outbound cluster (and load assignment) of the visible services.
-pub(crate) fn outbound(view: &View, out: &mut Clusters) {
+pub(crate) fn outbound(view: &View, state: &MeshState, out: &mut Clusters) {
     for svc in &view.services {
         let dr = view.destination_rule(svc);
         for port in &svc.ports {
-            build(view, svc, port, dr, None, out);
+            build(view, state, svc, port, dr, None, out);
             if let Some(dr) = dr {
                 for subset in &dr.spec.subsets {
-                    build(view, svc, port, Some(dr), Some(subset), out);
+                    build(view, state, svc, port, Some(dr), Some(subset), out);
                 }
             }
         }
@@ -130,6 +131,7 @@ pub(crate) fn outbound(view: &View, out: &mut Clusters) {
 
 fn build<'a>(
     view: &View<'a>,
+    state: &MeshState,
     svc: &Svc<'a>,
     port: &ServicePort,
     dr: Option<&'a ringmesh_istio::Resource<ringmesh_istio::DestinationRule>>,
@@ -155,6 +157,8 @@ fn build<'a>(
     };
     let empty = BTreeMap::new();
     let subset_labels = subset.map_or(&empty, |s| &s.labels);
+    // The cluster's endpoints, for auto mTLS (EDS clusters only).
+    let mut workload_eps = None;
     match discovery {
         Discovery::Eds => {
             set_type(&mut c, cluster::cluster::DiscoveryType::Eds);
@@ -175,6 +179,7 @@ fn build<'a>(
                 });
             }
             out.assignments.push(cla);
+            workload_eps = Some(eps);
         }
         Discovery::Dns { logical } => {
             set_type(
@@ -216,8 +221,20 @@ fn build<'a>(
     if let Some(od) = policy.outlier_detection {
         outlier_detection(&mut c, od);
     }
-    if let Some(t) = policy.tls {
-        c.transport_socket = transport_socket(view, svc, port.port, subset, t);
+    match (policy.tls, workload_eps) {
+        (Some(t), _) => c.transport_socket = transport_socket(view, svc, port.port, subset, t),
+        // No `tls` in the DestinationRule: auto mTLS.
+        (None, Some(eps)) => {
+            if mtls::auto_mtls(view, state, svc, &eps).0 == mtls::ClientMode::IstioMutual {
+                c.transport_socket = Some(mtls::istio_mutual_socket(
+                    port.port,
+                    subset.map(|s| s.name.as_str()),
+                    &svc.host,
+                    &view.service_accounts(svc),
+                ));
+            }
+        }
+        (None, None) => {}
     }
     out.clusters.push(c);
 }
@@ -413,61 +430,27 @@ fn transport_socket(
     subset: Option<&Subset>,
     t: &ClientTlsSettings,
 ) -> Option<core::TransportSocket> {
-    use tls::common_tls_context::{CombinedCertificateValidationContext, ValidationContextType};
+    use tls::common_tls_context::ValidationContextType;
     let file = |f: &str| core::DataSource {
         specifier: Some(core::data_source::Specifier::Filename(f.to_owned())),
         ..Default::default()
-    };
-    let san_matchers = |sans: &[String]| -> Vec<tls::SubjectAltNameMatcher> {
-        sans.iter()
-            .map(|san| tls::SubjectAltNameMatcher {
-                san_type: if san.contains("://") {
-                    tls::subject_alt_name_matcher::SanType::Uri
-                } else {
-                    tls::subject_alt_name_matcher::SanType::Dns
-                } as i32,
-                matcher: Some(wire::matcher::StringMatcher {
-                    match_pattern: Some(wire::matcher::string_matcher::MatchPattern::Exact(
-                        san.clone(),
-                    )),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .collect()
     };
     let mut common = tls::CommonTlsContext::default();
     let mut ctx = tls::UpstreamTlsContext::default();
     match t.mode {
         TlsMode::Disable => return None,
         TlsMode::IstioMutual => {
-            let sds = |name: &str| tls::SdsSecretConfig {
-                name: name.to_owned(),
-                sds_config: Some(wire::ads()),
-            };
-            common.tls_certificate_sds_secret_configs = vec![sds("default")];
             let sans = if t.subject_alt_names.is_empty() {
                 view.service_accounts(svc)
             } else {
                 t.subject_alt_names.clone()
             };
-            common.validation_context_type =
-                Some(ValidationContextType::CombinedValidationContext(
-                    CombinedCertificateValidationContext {
-                        default_validation_context: Some(tls::CertificateValidationContext {
-                            match_typed_subject_alt_names: san_matchers(&sans),
-                            ..Default::default()
-                        }),
-                        validation_context_sds_secret_config: Some(sds("ROOTCA")),
-                        ..Default::default()
-                    },
-                ));
-            // Istio's SNI for mesh traffic names the cluster.
-            ctx.sni = format!(
-                "outbound_.{port}_.{}_.{}",
-                subset.map_or("", |s| s.name.as_str()),
-                svc.host
-            );
+            return Some(mtls::istio_mutual_socket(
+                port,
+                subset.map(|s| s.name.as_str()),
+                &svc.host,
+                &sans,
+            ));
         }
         TlsMode::Simple | TlsMode::Mutual => {
             if t.credential_name.is_some() {
@@ -492,7 +475,9 @@ fn transport_socket(
                         Some(ValidationContextType::ValidationContext(
                             tls::CertificateValidationContext {
                                 trusted_ca: Some(file(ca)),
-                                match_typed_subject_alt_names: san_matchers(&t.subject_alt_names),
+                                match_typed_subject_alt_names: mtls::san_matchers(
+                                    &t.subject_alt_names,
+                                ),
                                 crl: t.ca_crl.as_deref().map(file),
                                 ..Default::default()
                             },

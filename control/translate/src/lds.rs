@@ -10,6 +10,11 @@
 //! - **None** (no capture): `virtualOutbound` is an HTTP proxy bound at
 //!   `IP:15001` (route configuration `http_proxy`), and each workload port
 //!   gets a listener bound at `IP:PORT` in front of the application.
+//!
+//! In both, a workload port's filter chains follow its PeerAuthentication
+//! (`inbound_chains`): one mTLS chain (STRICT), an mTLS chain for
+//! `transport_protocol: tls` beside a plaintext one for `raw_buffer` with
+//! the TLS inspector on the listener (PERMISSIVE), or one plaintext chain.
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -19,6 +24,7 @@ use tracing::warn;
 
 use crate::{
     cds::{inbound_name, BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH},
+    mtls::{self, InboundTls},
     rds::{self, HTTP_PROXY},
     view::{InboundPort, Svc, View},
     wire::{self, core, hcm, listener, original_dst, tcp_proxy, tls_inspector},
@@ -133,6 +139,51 @@ fn inbound_filter(p: &InboundPort, stat_prefix: &str) -> listener::Filter {
     }
 }
 
+fn tls_inspector() -> listener::ListenerFilter {
+    listener_filter(
+        "envoy.filters.listener.tls_inspector",
+        &tls_inspector::TlsInspector::default(),
+    )
+}
+
+/// The filter chains of a workload port, by its PeerAuthentication mode:
+/// one plaintext chain (DISABLE), one mTLS chain (STRICT), or an mTLS
+/// chain for `transport_protocol: tls` and a plaintext one for
+/// `raw_buffer` (PERMISSIVE; the listener needs the TLS inspector).
+/// `destination_port` goes into every chain's match (virtualInbound).
+fn inbound_chains(
+    p: &InboundPort,
+    name: &str,
+    stat_prefix: &str,
+    destination_port: Option<u16>,
+) -> Vec<listener::FilterChain> {
+    let with_match = |mut c: listener::FilterChain, transport: Option<&str>| {
+        let m = listener::FilterChainMatch {
+            destination_port: destination_port.map(|p| wire::u32v(u32::from(p))),
+            transport_protocol: transport.unwrap_or_default().to_owned(),
+            ..Default::default()
+        };
+        if m != listener::FilterChainMatch::default() {
+            c.filter_chain_match = Some(m);
+        }
+        c
+    };
+    let plain = |name: &str| chain(name, inbound_filter(p, stat_prefix));
+    let mtls = |name: &str| {
+        let mut c = plain(name);
+        c.transport_socket = Some(mtls::downstream_socket());
+        c
+    };
+    match p.tls {
+        InboundTls::Plaintext => vec![with_match(plain(name), None)],
+        InboundTls::Strict => vec![with_match(mtls(name), None)],
+        InboundTls::Permissive => vec![
+            with_match(mtls(&format!("{name}-tls")), Some("tls")),
+            with_match(plain(&format!("{name}-plaintext")), Some("raw_buffer")),
+        ],
+    }
+}
+
 /// Ports the proxy itself uses; a service port among them would collide.
 fn reserved(port: u16) -> bool {
     port == OUTBOUND_PORT || port == INBOUND_PORT
@@ -216,10 +267,7 @@ pub(crate) fn redirect(
         let name = format!("0.0.0.0_{port}");
         let mut l = listener_at(&name, at(*port), core::TrafficDirection::Outbound);
         l.bind_to_port = Some(wire::boolv(false));
-        l.listener_filters = vec![listener_filter(
-            "envoy.filters.listener.tls_inspector",
-            &tls_inspector::TlsInspector::default(),
-        )];
+        l.listener_filters = vec![tls_inspector()];
         for svc in services {
             let dests = rds::tcp_destinations(view, svc, *port);
             let mut c = chain(
@@ -285,15 +333,18 @@ pub(crate) fn redirect(
             );
             continue;
         }
-        let mut c = chain(
+        vi.filter_chains.extend(inbound_chains(
+            p,
             &inbound_name(p.port),
-            inbound_filter(p, &format!("inbound_0.0.0.0_{}", p.port)),
-        );
-        c.filter_chain_match = Some(listener::FilterChainMatch {
-            destination_port: Some(wire::u32v(u32::from(p.port))),
-            ..Default::default()
-        });
-        vi.filter_chains.push(c);
+            &format!("inbound_0.0.0.0_{}", p.port),
+            Some(p.port),
+        ));
+    }
+    if inbound
+        .iter()
+        .any(|p| p.tls == InboundTls::Permissive && !reserved(p.port))
+    {
+        vi.listener_filters.push(tls_inspector());
     }
     vi.filter_chains.push(chain(
         "virtualInbound-catchall-tcp",
@@ -349,7 +400,10 @@ pub(crate) fn none(
             wire::ip_address(ip, p.port),
             core::TrafficDirection::Inbound,
         );
-        l.filter_chains = vec![chain(&name, inbound_filter(p, &name))];
+        l.filter_chains = inbound_chains(p, &name, &name, None);
+        if p.tls == InboundTls::Permissive {
+            l.listener_filters = vec![tls_inspector()];
+        }
         out.push(l);
     }
     out

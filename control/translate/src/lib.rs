@@ -37,7 +37,8 @@
 //! | `connectionPool` | `circuit_breakers` (unset = unlimited), `connect_timeout`, HttpProtocolOptions (max requests per connection, idle timeout, max connection duration, `h2UpgradePolicy`, `useClientProtocol`, `maxConcurrentStreams`), TCP keepalive | `tcp.idleTimeout` not yet |
 //! | port protocol `HTTP2`/`GRPC` | upstream HTTP/2 (HttpProtocolOptions) | |
 //! | `outlierDetection` | `outlier_detection`; `minHealthPercent` → `healthy_panic_threshold` | |
-//! | `tls` | `transport_socket` UpstreamTlsContext; ISTIO_MUTUAL: SDS `default` + `ROOTCA` over ADS, SPIFFE SANs of the service's accounts, Istio's SNI | `credentialName` not yet; no auto-mTLS |
+//! | `tls` | `transport_socket` UpstreamTlsContext; ISTIO_MUTUAL: SDS `default` + `ROOTCA` over ADS, SPIFFE SANs of the service's accounts, Istio's SNI `outbound_.P_.S_.H` | `credentialName` not yet |
+//! | no `tls` (auto mTLS) | ISTIO_MUTUAL as above when every endpoint of the cluster has a sidecar (ServiceEntry endpoints: label `security.istio.io/tlsMode: istio`) and none is DISABLE there; else plaintext | mixed clusters are plaintext (no `transport_socket_matches` yet); only for proxies with an identity |
 //! | VirtualService `http[].match` | `path`/`prefix`/`safe_regex`, `case_sensitive`; headers, `withoutHeaders` (inverted), method/authority/scheme as pseudo-headers; query parameters; one route per match | `sourceLabels`, `sourceNamespace`, `gateways`, `port` filter at translate time |
 //! | `route` | `cluster` or `weighted_clusters` (weights as given, total 100), per-destination headers | weight-0 destinations dropped |
 //! | `timeout` | `timeout` (0 = disabled, also the default) | |
@@ -53,7 +54,9 @@
 //! | Sidecar `ingress[]` | the workload ports, `defaultEndpoint` (any loopback address: see below) | `bind`, `captureMode` not yet |
 //! | `outboundTrafficPolicy` | ALLOW_ANY → PassthroughCluster + `allow_any` vhost; REGISTRY_ONLY → BlackHoleCluster + `block_all` (502) | default ALLOW_ANY |
 //! | `exportTo` (services, VS, DR) | visibility from the proxy's namespace | |
-//! | PeerAuthentication, AuthorizationPolicy | — | not yet (the identity work) |
+//! | PeerAuthentication | per inbound port ([`server_mode`]: port level > workload > namespace > mesh, default PERMISSIVE): STRICT → `DownstreamTlsContext` (client certificate required, SDS `default`/`ROOTCA`, ALPN h2, http/1.1); PERMISSIVE → `tls_inspector` + a `transport_protocol: tls` chain with it and a `raw_buffer` plaintext chain; DISABLE → plaintext | PERMISSIVE is plaintext-only for a proxy without an identity |
+//! | mesh CA | SDS `ROOTCA` (`validation_context.trusted_ca`, the whole bundle inline); `default` as file references for a node with `TLS_SERVER_CERT_CHAIN` + `TLS_SERVER_KEY` | from [`Options::trust_bundle_pem`] |
+//! | AuthorizationPolicy | — | not yet |
 //!
 //! Precedence where Istio merges: one VirtualService per host (exact host
 //! before wildcard, then the proxy's namespace, the service's, the root
@@ -66,6 +69,15 @@
 //! here, because on a loopback test bed each "pod" has its own 127.0.0.x
 //! and its application listens on 127.0.0.1 at a port of its own.
 //!
+//! mTLS ([`mtls`]): Istio's rules, with one addition — opportunistic
+//! mTLS (PERMISSIVE's TLS chain, auto mTLS) only for a proxy that has a
+//! workload identity ([`IdentitySource`]: node metadata
+//! `RINGMESH_IDENTITY: csr` for a proxy that gets its SVID from the CA
+//! itself, or `TLS_SERVER_CERT_CHAIN` + `TLS_SERVER_KEY` file paths for
+//! Envoy) in a mesh with a trust bundle, so proxies without certificates
+//! keep working in plaintext. STRICT and explicit ISTIO_MUTUAL are never
+//! weakened.
+//!
 //! TCP without service IPs: a plain TCP port gets a `0.0.0.0_PORT`
 //! listener only when one visible TCP service uses it (else the traffic
 //! takes the catch-all); TLS/HTTPS ports get one listener with a filter
@@ -75,6 +87,7 @@
 
 mod cds;
 mod lds;
+pub mod mtls;
 mod node;
 mod rds;
 mod view;
@@ -85,7 +98,11 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-pub use node::{Interception, ProxyNode};
+pub use mtls::{
+    client_tls, server_mode, AutoReason, ClientMode, ClientTls, DecidingPolicy, PolicyLevel,
+    ServerMode, ServerMtls,
+};
+pub use node::{IdentitySource, Interception, ProxyNode, META_CERT_CHAIN, META_IDENTITY, META_KEY};
 use ringmesh_registry::MeshState;
 use ringmesh_xds::Resources;
 use tracing::warn;
@@ -99,6 +116,10 @@ pub struct Options {
     pub domain_suffix: String,
     /// The SPIFFE trust domain (`cluster.local`).
     pub trust_domain: String,
+    /// The mesh CA's trust bundle (PEM; every root during a rotation),
+    /// served as the `ROOTCA` secret. Empty: no CA, so no opportunistic
+    /// mTLS (see [`mtls`]).
+    pub trust_bundle_pem: String,
 }
 
 impl Default for Options {
@@ -106,21 +127,25 @@ impl Default for Options {
         Options {
             domain_suffix: ringmesh_istio::DEFAULT_DOMAIN_SUFFIX.to_owned(),
             trust_domain: "cluster.local".to_owned(),
+            trust_bundle_pem: String::new(),
         }
     }
 }
 
 /// The resources of one proxy. Pure and deterministic: same inputs →
-/// byte-identical resources. Every type (LDS, RDS, CDS, EDS) is declared,
-/// so an empty set is an explicit answer.
+/// byte-identical resources. Every type (LDS, RDS, CDS, EDS, SDS) is
+/// declared, so an empty set is an explicit answer.
 pub fn translate(state: &MeshState, proxy: &ProxyNode, opts: &Options) -> Resources {
     let view = View::new(state, proxy, opts);
     let redirect = proxy.interception == Interception::Redirect;
-    let inbound = view.inbound_ports();
+    let mut inbound = view.inbound_ports();
+    for p in &mut inbound {
+        p.tls = mtls::inbound(&view, state, p.port);
+    }
 
     let mut clusters = Clusters::default();
     cds::fixed(redirect, &mut clusters);
-    cds::outbound(&view, &mut clusters);
+    cds::outbound(&view, state, &mut clusters);
     cds::inbound(&inbound, &mut clusters);
 
     let mut routes = Vec::new();
@@ -162,6 +187,7 @@ pub fn translate(state: &MeshState, proxy: &ProxyNode, opts: &Options) -> Resour
         wire::type_url::<wire::route::RouteConfiguration>(),
         wire::type_url::<wire::cluster::Cluster>(),
         wire::type_url::<wire::endpoint::ClusterLoadAssignment>(),
+        wire::type_url::<wire::tls::Secret>(),
     ] {
         out.declare(t);
     }
@@ -176,6 +202,9 @@ pub fn translate(state: &MeshState, proxy: &ProxyNode, opts: &Options) -> Resour
     }
     for a in &clusters.assignments {
         out.insert(wire::resource(&a.cluster_name, a));
+    }
+    for s in mtls::secrets(&view.proxy, opts) {
+        out.insert(wire::resource(&s.name, &s));
     }
     out
 }

@@ -29,6 +29,32 @@ impl Interception {
     }
 }
 
+/// Where a proxy's own certificate (its SVID) comes from: whether it can
+/// take part in opportunistic mTLS (PERMISSIVE's TLS chain, auto mTLS),
+/// and whether the control plane serves its `default` secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdentitySource {
+    /// None known: the proxy gets plaintext wherever Istio's rules leave
+    /// a choice (STRICT and explicit ISTIO_MUTUAL still ask for mTLS).
+    #[default]
+    None,
+    /// The proxy makes its own key and has it signed by the CA
+    /// (`ringmesh-proxy`); it needs no `default` secret.
+    Csr,
+    /// The certificate chain and key are files the proxy reads (Envoy,
+    /// written by an agent); the `default` secret points at them.
+    Files { cert_chain: String, key: String },
+}
+
+/// Node metadata: the path of the workload's certificate chain (PEM),
+/// Istio's name for a sidecar's mounted certificate.
+pub const META_CERT_CHAIN: &str = "TLS_SERVER_CERT_CHAIN";
+/// Node metadata: the path of the workload's private key (PEM).
+pub const META_KEY: &str = "TLS_SERVER_KEY";
+/// Node metadata: `csr` — the proxy obtains its SVID itself through the
+/// CA's signing service.
+pub const META_IDENTITY: &str = "RINGMESH_IDENTITY";
+
 /// The facts about a connecting proxy that its configuration depends on —
 /// and nothing else, so proxies with equal `ProxyNode` share one scope.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +70,7 @@ pub struct ProxyNode {
     /// When empty, taken from the registry workload at translate time.
     pub service_account: String,
     pub interception: Interception,
+    pub identity: IdentitySource,
 }
 
 impl ProxyNode {
@@ -51,7 +78,9 @@ impl ProxyNode {
     /// `sidecar~IP~POD.NS~NS.svc.cluster.local` and the metadata keys
     /// `NAMESPACE`, `LABELS` (an object), `INSTANCE_IPS` (comma list),
     /// `INTERCEPTION_MODE` (`REDIRECT` default, `NONE`), `WORKLOAD_NAME`,
-    /// `SERVICE_ACCOUNT`. Metadata wins over the id; a namespace found
+    /// `SERVICE_ACCOUNT`, and the identity source: `TLS_SERVER_CERT_CHAIN`
+    /// plus `TLS_SERVER_KEY` (file paths, both non-empty) or
+    /// `RINGMESH_IDENTITY: csr`. Metadata wins over the id; a namespace found
     /// nowhere is `default`. Labels and service account missing here are
     /// looked up from the registry workload with that IP at translate
     /// time.
@@ -96,6 +125,13 @@ impl ProxyNode {
             Some(m) if m.eq_ignore_ascii_case("NONE") => Interception::None,
             _ => Interception::Redirect,
         };
+        let identity = match (text(META_CERT_CHAIN), text(META_KEY)) {
+            (Some(cert_chain), Some(key)) => IdentitySource::Files { cert_chain, key },
+            _ if text(META_IDENTITY).is_some_and(|v| v.eq_ignore_ascii_case("csr")) => {
+                IdentitySource::Csr
+            }
+            _ => IdentitySource::None,
+        };
         ProxyNode {
             namespace,
             ip: instance_ip.or(id_ip),
@@ -103,13 +139,15 @@ impl ProxyNode {
             workload_name: text("WORKLOAD_NAME").unwrap_or_default(),
             service_account: text("SERVICE_ACCOUNT").unwrap_or_default(),
             interception,
+            identity,
         }
     }
 
     /// The canonical scope key: every field, in a fixed order, each value
     /// percent-encoded, e.g.
-    /// `ns=bookinfo;ip=10.0.0.5;mode=REDIRECT;wl=reviews-v1;sa=bookinfo-reviews;labels=app:reviews,version:v1`.
-    /// Equal nodes give equal keys and [`ProxyNode::from_scope_key`]
+    /// `ns=bookinfo;ip=10.0.0.5;mode=REDIRECT;wl=reviews-v1;sa=bookinfo-reviews;labels=app:reviews,version:v1`,
+    /// then `;id=csr` or `;id=files,CERT,KEY` for a proxy with an
+    /// identity. Equal nodes give equal keys and [`ProxyNode::from_scope_key`]
     /// reverses it.
     pub fn scope_key(&self) -> ScopeKey {
         let labels: Vec<String> = self
@@ -117,8 +155,15 @@ impl ProxyNode {
             .iter()
             .map(|(k, v)| format!("{}:{}", escape(k), escape(v)))
             .collect();
+        let identity = match &self.identity {
+            IdentitySource::None => String::new(),
+            IdentitySource::Csr => ";id=csr".to_owned(),
+            IdentitySource::Files { cert_chain, key } => {
+                format!(";id=files,{},{}", escape(cert_chain), escape(key))
+            }
+        };
         ScopeKey::new(format!(
-            "ns={};ip={};mode={};wl={};sa={};labels={}",
+            "ns={};ip={};mode={};wl={};sa={};labels={}{identity}",
             escape(&self.namespace),
             self.ip.map(|ip| ip.to_string()).unwrap_or_default(),
             self.interception.as_str(),
@@ -156,6 +201,22 @@ impl ProxyNode {
                 labels.insert(unescape(k)?, unescape(v)?);
             }
         }
+        let identity = match fields.next() {
+            None => IdentitySource::None,
+            Some(f) => match f
+                .strip_prefix("id=")?
+                .split(',')
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
+                ["csr"] => IdentitySource::Csr,
+                ["files", cert, key] => IdentitySource::Files {
+                    cert_chain: unescape(cert)?,
+                    key: unescape(key)?,
+                },
+                _ => return None,
+            },
+        };
         if fields.next().is_some() {
             return None;
         }
@@ -166,6 +227,7 @@ impl ProxyNode {
             workload_name,
             service_account,
             interception,
+            identity,
         };
         // Only the canonical spelling is a key (no aliases).
         (node.scope_key() == *key).then_some(node)

@@ -23,7 +23,7 @@ use ringmesh_istio::{
 use ringmesh_registry::{MeshState, Protocol, Service, ServicePort, Workload};
 use tracing::warn;
 
-use crate::{Options, ProxyNode};
+use crate::{mtls::InboundTls, Options, ProxyNode};
 
 /// Istio's root namespace: a Sidecar or DestinationRule there applies
 /// mesh-wide (after the proxy's and the service's own namespaces).
@@ -78,6 +78,9 @@ pub(crate) struct Ep<'a> {
     pub port: u16,
     pub weight: u32,
     pub labels: &'a BTreeMap<String, String>,
+    /// The registry workload behind the endpoint (`None` for a
+    /// ServiceEntry's own endpoints).
+    pub workload: Option<&'a Workload>,
 }
 
 /// A DestinationRule's policy for one port and subset, most specific
@@ -118,6 +121,9 @@ pub(crate) struct InboundPort {
     pub protocol: Protocol,
     /// Where the application listens.
     pub endpoint: SocketAddr,
+    /// How the port is served (PeerAuthentication); filled in by
+    /// `translate` through `mtls::inbound`.
+    pub tls: InboundTls,
 }
 
 pub(crate) struct View<'a> {
@@ -165,7 +171,10 @@ fn exported_to(export_to: &[String], owner_ns: &str, ns: &str) -> bool {
             .any(|e| e == "*" || e == ns || (e == "." && owner_ns == ns))
 }
 
-fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+pub(crate) fn selects(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
@@ -602,6 +611,7 @@ impl<'a> View<'a> {
             port: w.target_port(port),
             weight: w.weight.max(1),
             labels: &w.labels,
+            workload: Some(w),
         };
         match svc.source {
             Source::Registry(s) => out.extend(
@@ -645,6 +655,7 @@ impl<'a> View<'a> {
                         port: ep_port,
                         weight: ep.weight.unwrap_or(1).max(1),
                         labels: &ep.labels,
+                        workload: None,
                     });
                 }
                 if out.is_empty() && matches!(svc.discovery, Discovery::Dns { .. }) {
@@ -654,6 +665,7 @@ impl<'a> View<'a> {
                         port: port.target_port,
                         weight: 1,
                         labels: empty_labels(),
+                        workload: None,
                     });
                 }
             }
@@ -742,6 +754,7 @@ impl<'a> View<'a> {
                     port,
                     protocol: parse_protocol(p.protocol.as_deref(), p.name.as_deref()),
                     endpoint: self.app_endpoint(port),
+                    tls: InboundTls::default(),
                 });
             }
         } else if !self.proxy.labels.is_empty() {
@@ -769,6 +782,7 @@ impl<'a> View<'a> {
                         port,
                         protocol: p.protocol,
                         endpoint: self.app_endpoint(port),
+                        tls: InboundTls::default(),
                     });
                 }
             }

@@ -18,13 +18,64 @@ fn all_bodies(r: &Resources) -> Vec<(String, String, String, Vec<u8>)> {
 }
 
 fn nodes() -> Vec<ProxyNode> {
-    vec![
+    let plain = vec![
         productpage(),
         proxy("bookinfo", "10.0.0.30", Interception::Redirect),
         proxy("bookinfo", "10.0.0.40", Interception::None),
         proxy("shop", "10.1.1.10", Interception::Redirect),
         proxy("istio-system", "10.9.0.1", Interception::None),
-    ]
+    ];
+    // The same proxies with identities: mTLS chains, auto mTLS, secrets.
+    let with_identity = plain.clone().into_iter().enumerate().map(|(i, mut n)| {
+        n.identity = if i % 2 == 0 {
+            IdentitySource::Csr
+        } else {
+            IdentitySource::Files {
+                cert_chain: format!("/certs/{i}/cert.pem"),
+                key: format!("/certs/{i}/key.pem"),
+            }
+        };
+        n
+    });
+    plain.iter().cloned().chain(with_identity).collect()
+}
+
+/// Translation with a trust bundle, so identities take effect.
+fn run(state: &MeshState, node: &ProxyNode) -> Resources {
+    translate(
+        state,
+        node,
+        &Options {
+            trust_bundle_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+                .into(),
+            ..Options::default()
+        },
+    )
+}
+
+/// The corpus with PeerAuthentications at every level.
+fn corpus() -> MeshState {
+    super::corpus_plus(
+        "---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: shop}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  mtls: {mode: PERMISSIVE}
+  portLevelMtls: {9080: {mode: DISABLE}, 9081: {mode: STRICT}}
+",
+    )
 }
 
 #[test]
@@ -53,6 +104,7 @@ fn input_order_does_not_matter() {
     m.destination_rules.reverse();
     m.service_entries.reverse();
     m.sidecars.reverse();
+    m.peer_authentications.reverse();
     assert_ne!(state.services, shuffled.services);
     for node in nodes() {
         assert_eq!(
@@ -101,6 +153,7 @@ fn every_type_is_declared_even_when_empty() {
         TypeUrl::route(),
         TypeUrl::cluster(),
         TypeUrl::endpoint(),
+        TypeUrl::secret(),
     ] {
         assert!(types.contains(&t), "{t} not declared");
     }

@@ -5,6 +5,7 @@
 mod clusters;
 mod determinism;
 mod listeners;
+mod mtls;
 mod node;
 mod routes;
 mod scoping;
@@ -15,7 +16,7 @@ use ringmesh_istio::Severity;
 use ringmesh_registry::{MeshState, Protocol, Service, ServicePort, Workload};
 use ringmesh_xds::{Resources, TypeUrl};
 
-use crate::{translate, wire, Interception, Options, ProxyNode};
+use crate::{translate, wire, IdentitySource, Interception, Options, ProxyNode};
 
 pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -282,6 +283,8 @@ pub(crate) fn corpus_plus(yaml: &str) -> MeshState {
     m.destination_rules.extend(extra.model.destination_rules);
     m.service_entries.extend(extra.model.service_entries);
     m.sidecars.extend(extra.model.sidecars);
+    m.peer_authentications
+        .extend(extra.model.peer_authentications);
     state
 }
 

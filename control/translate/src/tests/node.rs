@@ -40,6 +40,7 @@ fn reads_istio_node_id_and_metadata() {
             workload_name: "reviews-v1".into(),
             service_account: "bookinfo-reviews".into(),
             interception: Interception::Redirect,
+            identity: IdentitySource::None,
         }
     );
 }
@@ -81,6 +82,37 @@ fn is_lenient() {
 }
 
 #[test]
+fn reads_the_identity_source() {
+    let id = "sidecar~127.0.0.9~e.default~default.svc.cluster.local";
+    let n = ProxyNode::from_node(&node(
+        id,
+        json!({"TLS_SERVER_CERT_CHAIN": "/certs/cert.pem", "TLS_SERVER_KEY": " /certs/key.pem "}),
+    ));
+    assert_eq!(
+        n.identity,
+        IdentitySource::Files {
+            cert_chain: "/certs/cert.pem".into(),
+            key: "/certs/key.pem".into()
+        }
+    );
+    let n = ProxyNode::from_node(&node(id, json!({"RINGMESH_IDENTITY": "CSR"})));
+    assert_eq!(n.identity, IdentitySource::Csr);
+    // Half a file pair, an unknown source, the wrong type: none.
+    for meta in [
+        json!({"TLS_SERVER_CERT_CHAIN": "/certs/cert.pem"}),
+        json!({"TLS_SERVER_CERT_CHAIN": "/c.pem", "TLS_SERVER_KEY": ""}),
+        json!({"RINGMESH_IDENTITY": "spire"}),
+        json!({"RINGMESH_IDENTITY": true}),
+    ] {
+        assert_eq!(
+            ProxyNode::from_node(&node(id, meta.clone())).identity,
+            IdentitySource::None,
+            "{meta}"
+        );
+    }
+}
+
+#[test]
 fn scope_key_round_trips_and_is_canonical() {
     let tricky = ProxyNode {
         namespace: "ns;with=odd,chars".into(),
@@ -89,8 +121,14 @@ fn scope_key_round_trips_and_is_canonical() {
         workload_name: "w~1 2".into(),
         service_account: String::new(),
         interception: Interception::None,
+        identity: IdentitySource::Files {
+            cert_chain: "/etc/certs/cert chain,1.pem".into(),
+            key: "/etc/certs/key;%.pem".into(),
+        },
     };
-    for n in [tricky, ProxyNode::default(), productpage()] {
+    let mut csr = productpage();
+    csr.identity = IdentitySource::Csr;
+    for n in [tricky, ProxyNode::default(), productpage(), csr.clone()] {
         let key = n.scope_key();
         assert_eq!(ProxyNode::from_scope_key(&key), Some(n.clone()), "{key}");
     }
@@ -104,6 +142,10 @@ fn scope_key_round_trips_and_is_canonical() {
         labelled.scope_key().as_str(),
         "ns=bookinfo;ip=10.0.0.10;mode=REDIRECT;wl=;sa=;labels=app:productpage,version:v1"
     );
+    assert_eq!(
+        csr.scope_key().as_str(),
+        "ns=bookinfo;ip=10.0.0.10;mode=REDIRECT;wl=;sa=;labels=;id=csr"
+    );
     // Equal nodes share a key; different ones do not.
     assert_eq!(productpage().scope_key(), productpage().scope_key());
     assert_ne!(productpage().scope_key(), labelled.scope_key());
@@ -116,6 +158,9 @@ fn scope_key_round_trips_and_is_canonical() {
         "ns=a;ip=;mode=REDIRECT;wl=;sa=;labels=k",
         "ns=%zz;ip=;mode=REDIRECT;wl=;sa=;labels=",
         "ns=a;ip=;mode=REDIRECT;wl=;sa=;labels=;extra=1",
+        "ns=a;ip=;mode=REDIRECT;wl=;sa=;labels=;id=none",
+        "ns=a;ip=;mode=REDIRECT;wl=;sa=;labels=;id=files,a",
+        "ns=a;ip=;mode=REDIRECT;wl=;sa=;labels=;id=csr;x=1",
         // Not canonical: an escape where none is needed, labels unsorted.
         "ns=%61;ip=;mode=REDIRECT;wl=;sa=;labels=",
         "ns=a;ip=;mode=REDIRECT;wl=;sa=;labels=b:1,a:2",
