@@ -73,9 +73,11 @@ application (frontend → reviews v1/v2 → ratings), one ringmesh-proxy sidecar
 latency, the security of each hop and authorization denials.
 
 The sample mesh routes reviews 90/10 between v1 and v2 (`end-user: jason` always gets v2), asks \
-for STRICT mutual TLS and lets only the frontend call reviews. The view shows what is really on \
-the wire, measured: the sidecars do not implement mTLS or AuthorizationPolicy yet, and the view \
-says so rather than inventing identities or denials.
+for STRICT mutual TLS (the frontend, the mesh's entry, is PERMISSIVE) and lets only the frontend \
+call reviews. Every sidecar generates its key, gets its SPIFFE certificate from the control \
+plane's CA with a bootstrap token, and speaks mTLS to the others. The view shows what is really \
+on the wire, measured: the sidecars do not enforce AuthorizationPolicy yet, and the view says so \
+rather than inventing denials.
 
 Needs ringmesh-control, ringmesh-proxy and ringmesh-demo-app next to this executable or on PATH \
 (`bash scripts/demo.sh` builds them). Ctrl-C stops every process the demo started.";
@@ -306,8 +308,13 @@ impl Demo {
         }
         self.progress(args, "starting ringmesh-control");
         let mut cmd = Command::new(&self.bins.control);
+        // The CA's root and token key live with the rest of the demo's
+        // files, so nothing lands in the working directory.
+        let ca_dir = self.dir.path.join("ca");
         cmd.arg("--config-dir")
             .arg(&mesh_dir)
+            .arg("--data-dir")
+            .arg(&ca_dir)
             .args(["--xds-address", "127.0.0.1:0"])
             .env(
                 "RUST_LOG",
@@ -334,11 +341,17 @@ impl Demo {
         );
         let proxies_dir = self.dir.path.join("proxies");
         for pod in self.plan.pods.clone() {
+            // Each sidecar proves its service account to the CA with a
+            // bootstrap token, then asks for its SVID with a CSR of a key
+            // that never leaves it.
+            let token = self.mint_token(&ca_dir, &pod)?;
+            let token_file = proxies_dir.join(format!("{}.token", pod.name));
+            write_atomic(&proxies_dir, &format!("{}.token", pod.name), &token)?;
             let file = format!("{}.yaml", pod.name);
             write_atomic(
                 &proxies_dir,
                 &file,
-                &mesh::proxy_bootstrap(&pod, self.control),
+                &mesh::proxy_bootstrap(&pod, self.control, &token_file),
             )?;
             let mut cmd = Command::new(&self.bins.proxy);
             cmd.arg("--config")
@@ -376,6 +389,33 @@ impl Demo {
     }
 
     /// Every sidecar answers `/ready` with 200. `Ok(false)` when stopped.
+    /// A bootstrap token for `pod`'s service account, minted by
+    /// `ringmesh-control token` from the CA's own data directory.
+    fn mint_token(&self, ca_dir: &std::path::Path, pod: &mesh::Pod) -> Result<String, String> {
+        let out = Command::new(&self.bins.control)
+            .arg("token")
+            .arg("--data-dir")
+            .arg(ca_dir)
+            .args(["--namespace", mesh::NAMESPACE, "--service-account", pod.app])
+            .output()
+            .map_err(|e| format!("running ringmesh-control token: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ringmesh-control token failed for {}: {}",
+                pod.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if token.is_empty() {
+            return Err(format!(
+                "ringmesh-control token printed nothing for {}",
+                pod.name
+            ));
+        }
+        Ok(token)
+    }
+
     fn wait_ready(&mut self, stop: &AtomicBool) -> Result<bool, String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut pending: Vec<mesh::Pod> = self.plan.pods.clone();

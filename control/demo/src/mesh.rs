@@ -167,6 +167,7 @@ pub const CANARY_HEADER: (&str, &str) = ("end-user", "jason");
 /// Names of the Istio resources the view refers to.
 pub const AUTHZ_POLICY: &str = "reviews-from-frontend";
 pub const PEER_AUTHN: &str = "default";
+pub const FRONTEND_PEER_AUTHN: &str = "frontend-ingress";
 
 /// The control plane's files: `(file name, YAML)`. `apps` gives each
 /// pod's app address (the Sidecar `defaultEndpoint`), by pod name.
@@ -317,13 +318,23 @@ fn security() -> String {
         "\
 # Zero trust: mutual TLS required between every pair of sidecars
 # (mesh-wide: the root namespace), and only the frontend may call reviews.
-# NOTE: the proxy does not enforce either yet (mTLS: the identity issue;
-# AuthorizationPolicy: the authorization issue); the demo's view says so.
+# The frontend is the mesh's entry: callers outside the mesh (the demo's
+# load generator) reach it in plaintext, so its own policy is PERMISSIVE.
+# NOTE: the sidecars do not enforce AuthorizationPolicy yet (the
+# authorization issue); the demo's view says so.
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {{name: {PEER_AUTHN}, namespace: istio-system}}
 spec:
   mtls: {{mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: {FRONTEND_PEER_AUTHN}, namespace: {NAMESPACE}}}
+spec:
+  selector:
+    matchLabels: {{app: frontend}}
+  mtls: {{mode: PERMISSIVE}}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -342,7 +353,7 @@ spec:
 
 /// The bootstrap of one pod's sidecar: its admin address and the control
 /// plane; everything else comes over xDS.
-pub fn proxy_bootstrap(pod: &Pod, control: SocketAddr) -> String {
+pub fn proxy_bootstrap(pod: &Pod, control: SocketAddr, token_file: &std::path::Path) -> String {
     format!(
         "\
 # ringmesh-proxy bootstrap of pod {name}: admin and xDS only.
@@ -359,6 +370,15 @@ xds:
     WORKLOAD_NAME: {name}
     SERVICE_ACCOUNT: {app}
     LABELS: {{app: {app}, version: {version}}}
+    # This sidecar makes its own key and gets its SVID from the CA: the
+    # control plane may send it mTLS settings.
+    RINGMESH_IDENTITY: csr
+identity:
+  trust_domain: {TRUST_DOMAIN}
+  namespace: {NAMESPACE}
+  service_account: {app}
+  ca_address: \"{control}\"
+  token_file: \"{token}\"
 limits:
   # The demo stops its sidecars with SIGTERM; in-flight requests get this
   # long to finish.
@@ -370,6 +390,7 @@ limits:
         ip = pod.ip,
         app = pod.app,
         version = pod.version,
+        token = token_file.display(),
     )
 }
 

@@ -9,11 +9,12 @@
 //! | `ringmesh_http_requests_total` | `listener` = `inbound_<ip>_9080`, `code_class` | requests into a pod (the ingress hop) |
 //! | `ringmesh_upstream_rq_completed_total` | `cluster` = `outbound\|9080\|<subset>\|<host>`, `code_class` | requests a pod's sidecar sent to a service (the mesh hops) |
 //! | `ringmesh_xds_updates_total` | `result` (`accepted`, `rejected`) | configurations taken from / NACKed to the control plane |
-//! | `istio_requests_total` | `reporter="destination"`, `source_workload`, `source_principal`, `connection_security_policy`, `response_code` | the peer identity and mTLS of each hop, and denials (403) — Istio's standard metric, which the sidecar does not export yet (authorization/observability issue) |
+//! | `ringmesh_downstream_cx_security_total` | `listener` = `inbound_<ip>_9080`, `security` (`mtls`, `plaintext`) | connections a destination's sidecar accepted, by transport security |
+//! | `ringmesh_downstream_cx_plaintext_refused_total` | `listener` | plaintext connections a STRICT listener refused |
+//! | `istio_requests_total` | `reporter="destination"`, `source_workload`, `source_principal`, `connection_security_policy`, `response_code` | the peer identity and mTLS of each request, and denials (403) — Istio's standard metric, which the sidecar does not export yet (observability issue) |
 //!
-//! Until `istio_requests_total` appears, a hop's security is what can be
-//! measured from outside: if the destination's sidecar answers a
-//! plaintext caller (the probes), traffic to it is plaintext.
+//! Until `istio_requests_total` appears, a hop's security is what the
+//! destination's inbound listener counted: mTLS and plaintext connections.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -28,6 +29,8 @@ pub const INBOUND_REQUESTS: &str = "ringmesh_http_requests_total";
 pub const UPSTREAM_REQUESTS: &str = "ringmesh_upstream_rq_completed_total";
 pub const XDS_UPDATES: &str = "ringmesh_xds_updates_total";
 pub const ISTIO_REQUESTS: &str = "istio_requests_total";
+pub const CX_SECURITY: &str = "ringmesh_downstream_cx_security_total";
+pub const CX_PLAINTEXT_REFUSED: &str = "ringmesh_downstream_cx_plaintext_refused_total";
 
 /// One sample of the exposition.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +165,13 @@ pub struct HopCounts {
     /// the destination's `istio_requests_total`; empty while the sidecar
     /// does not report it.
     pub peers: Vec<PeerCount>,
+    /// Connections the destination sidecars' inbound listeners accepted,
+    /// by transport security (`ringmesh_downstream_cx_security_total`),
+    /// and plaintext connections they refused (STRICT). Per destination,
+    /// from any caller.
+    pub inbound_mtls: f64,
+    pub inbound_plaintext: f64,
+    pub inbound_plaintext_refused: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -260,6 +270,21 @@ impl MeshScrape {
                 });
             }
         }
+        // Transport security as the destinations' inbound listeners saw it.
+        let (mut inbound_mtls, mut inbound_plaintext, mut inbound_plaintext_refused) =
+            (0.0, 0.0, 0.0);
+        for p in &dests {
+            let Some(e) = self.of(p) else { continue };
+            let listener = format!("inbound_{}_{SERVICE_PORT}", p.ip);
+            let on = |s: &Sample| s.label("listener") == Some(&listener);
+            inbound_mtls += e.sum(CX_SECURITY, |s| {
+                on(s) && s.label("security") == Some("mtls")
+            });
+            inbound_plaintext += e.sum(CX_SECURITY, |s| {
+                on(s) && s.label("security") == Some("plaintext")
+            });
+            inbound_plaintext_refused += e.sum(CX_PLAINTEXT_REFUSED, on);
+        }
         // Identities as the destinations saw them.
         let mut peers: Vec<PeerCount> = Vec::new();
         for p in &dests {
@@ -290,6 +315,9 @@ impl MeshScrape {
             requests,
             errors_5xx,
             peers,
+            inbound_mtls,
+            inbound_plaintext,
+            inbound_plaintext_refused,
         }
     }
 }
@@ -330,6 +358,9 @@ ringmesh_xds_updates_total{result="rejected"} 1
 
     const REVIEWS_V2: &str = r#"
 ringmesh_upstream_rq_completed_total{cluster="outbound|9080||ratings.default.svc.cluster.local",code_class="2xx"} 17
+ringmesh_downstream_cx_security_total{listener="inbound_127.0.0.102_9080",security="mtls"} 3
+ringmesh_downstream_cx_security_total{listener="inbound_127.0.0.102_9080",security="plaintext"} 0
+ringmesh_downstream_cx_plaintext_refused_total{listener="inbound_127.0.0.102_9080"} 7
 istio_requests_total{reporter="destination",source_workload="frontend-0",source_principal="spiffe://cluster.local/ns/default/sa/frontend",connection_security_policy="mutual_tls",response_code="200"} 17
 istio_requests_total{reporter="destination",source_workload="ratings-0",source_principal="spiffe://cluster.local/ns/default/sa/ratings",connection_security_policy="mutual_tls",response_code="403"} 5
 istio_requests_total{reporter="source",source_workload="reviews-v2-0",response_code="200"} 17
@@ -385,5 +416,13 @@ istio_requests_total{reporter="source",source_workload="reviews-v2-0",response_c
             }]
         );
         assert_eq!(hops[2].requests, 17.0);
+        assert_eq!(
+            (
+                hops[1].inbound_mtls,
+                hops[1].inbound_plaintext,
+                hops[1].inbound_plaintext_refused
+            ),
+            (3.0, 0.0, 7.0)
+        );
     }
 }

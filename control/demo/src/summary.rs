@@ -232,7 +232,13 @@ pub fn build(i: &Inputs<'_>) -> Summary {
         latency_ms: Percentiles::of(&all),
         hops,
         authorization: AuthzSummary {
-            peer_authentication: format!("istio-system/{}: STRICT (mesh-wide)", mesh::PEER_AUTHN),
+            peer_authentication: format!(
+                "istio-system/{}: STRICT (mesh-wide); {}/{}: PERMISSIVE for the frontend (the \
+                 mesh's entry)",
+                mesh::PEER_AUTHN,
+                mesh::NAMESPACE,
+                mesh::FRONTEND_PEER_AUTHN
+            ),
             authorization_policy: format!(
                 "{}/{}: only {} may call reviews",
                 mesh::NAMESPACE,
@@ -314,8 +320,34 @@ fn hop_summary(h: HopCounts, probes: &[ProbeSummary]) -> HopSummary {
             Vec::new(),
             "the demo's load generator sends plain HTTP from outside the mesh".to_owned(),
         )
+    } else if h.inbound_mtls > 0.0 || h.inbound_plaintext > 0.0 {
+        // No identity reported: what the destinations' inbound listeners
+        // counted, connection by connection.
+        let security = match (h.inbound_mtls > 0.0, h.inbound_plaintext > 0.0) {
+            (true, false) => "mutual_tls",
+            (false, true) => "plaintext",
+            _ => "mutual_tls+plaintext",
+        };
+        let refused = if h.inbound_plaintext_refused > 0.0 {
+            format!(
+                ", and refused {} plaintext connection(s)",
+                h.inbound_plaintext_refused
+            )
+        } else {
+            String::new()
+        };
+        (
+            security.to_owned(),
+            Vec::new(),
+            format!(
+                "the {} sidecars accepted {} mTLS and {} plaintext connection(s){refused} \
+                 (ringmesh_downstream_cx_security_total); peer identities are not in the \
+                 metrics yet (istio_requests_total)",
+                h.to, h.inbound_mtls, h.inbound_plaintext
+            ),
+        )
     } else {
-        // No identity reported: what can be measured is whether the
+        // Nothing reported: what can be measured is whether the
         // destination answers plaintext callers.
         let plaintext_probe = probes
             .iter()

@@ -193,7 +193,10 @@ pub fn render(s: &Summary, rates: &Rates, plan: &Plan, style: Style, live: bool)
         } else if h.from == "ingress" {
             style.dim("- (caller outside the mesh)")
         } else {
-            style.dim(&format!("none verified; expected {}", h.expected))
+            style.dim(&format!(
+                "not in the metrics yet (istio_requests_total); expected {}",
+                h.expected
+            ))
         };
         let _ = writeln!(
             o,
@@ -216,7 +219,7 @@ pub fn render(s: &Summary, rates: &Rates, plan: &Plan, style: Style, live: bool)
             o,
             "  {}",
             style.dim(
-                "mTLS between sidecars is not implemented in ringmesh-proxy yet (identity issue): \
+                "a hop between sidecars is not mutual TLS although PeerAuthentication says STRICT: \
                  the hops above are what is really on the wire."
             )
         );
@@ -245,7 +248,7 @@ pub fn render(s: &Summary, rates: &Rates, plan: &Plan, style: Style, live: bool)
                 "NOT ENFORCED YET ({})",
                 match p.expect {
                     Expect::Forbidden => "AuthorizationPolicy enforcement: authorization issue",
-                    Expect::Refused => "STRICT mTLS: identity issue",
+                    Expect::Refused => "STRICT mTLS is not applied to this sidecar",
                 }
             )),
             Some(false) => style.warn(&format!("unexpected: {}", p.stats.last)),

@@ -61,7 +61,11 @@ fn load(tag: &str) -> (MeshState, Dir) {
 /// The node a pod's sidecar presents, built from its bootstrap file the
 /// way the proxy sends it.
 fn node(pod: &Pod) -> ProxyNode {
-    let yaml = proxy_bootstrap(pod, "127.0.0.1:15010".parse().unwrap());
+    let yaml = proxy_bootstrap(
+        pod,
+        "127.0.0.1:15010".parse().unwrap(),
+        std::path::Path::new("/run/ringmesh/token"),
+    );
     let doc: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
     let xds = &doc["xds"];
     ProxyNode::from_node(&NodeInfo {
