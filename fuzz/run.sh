@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Run every fuzz target in fuzz/fuzz_targets for SECONDS each, one after the
+# Run the fuzz targets in fuzz/fuzz_targets for SECONDS each, one after the
 # other (never in parallel: the build machines are shared).
 #
-#   fuzz/run.sh [SECONDS]        default 60
+#   fuzz/run.sh [SECONDS] [TARGET...]     default 60 s, every target
+#
+# CI's smoke (scripts/test.sh) is `fuzz/run.sh 10`: regressions replayed,
+# then 10 s per target (~2.5 min for 12 targets, after the build). Long
+# runs: see fuzz/LONG_RUN.md.
 #
 # Works on the stable toolchain: RUSTC_BOOTSTRAP=1 lets stable rustc accept
 # the -Z flags cargo-fuzz passes (-Zsanitizer=address, ...). Installs
@@ -15,11 +19,25 @@ set -euo pipefail
 
 secs="${1:-60}"
 case "$secs" in
-'' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
+'' | *[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;;
 esac
+shift || true
 
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
+
+targets=("$@")
+if [ "${#targets[@]}" -eq 0 ]; then
+    for src in fuzz_targets/*.rs; do
+        targets+=("$(basename "$src" .rs)")
+    done
+fi
+for target in "${targets[@]}"; do
+    if [ ! -f "fuzz_targets/$target.rs" ]; then
+        echo "no such target: $target (see fuzz/fuzz_targets/)" >&2
+        exit 2
+    fi
+done
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "cargo-fuzz not found; installing it (cargo install cargo-fuzz --locked)"
@@ -32,8 +50,7 @@ cargo fuzz build
 
 status=0
 mkdir -p target/fuzz-logs
-for src in fuzz_targets/*.rs; do
-    target="$(basename "$src" .rs)"
+for target in "${targets[@]}"; do
     work="target/corpus-work/$target"
     log="target/fuzz-logs/$target.log"
     mkdir -p "$work" "corpus/$target"
@@ -42,6 +59,7 @@ for src in fuzz_targets/*.rs; do
         if ! cargo fuzz run "$target" regressions/"$target"/* >"$log" 2>&1; then
             status=1
             echo "!! $target: a committed regression fails again (log: fuzz/$log)"
+            grep -E 'panicked|ERROR: |SUMMARY|Running: ' "$log" | head -n 20 || true
             continue
         fi
     fi

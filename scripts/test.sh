@@ -42,8 +42,8 @@ if [ "${SKIP_PERF:-0}" != 1 ] && [ -f perf/harness.sh ]; then
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f fuzz/run.sh ]; then
-    step "fuzz smoke (20 s per target)"
-    bash fuzz/run.sh 20
+    step "fuzz smoke (regressions, then 10 s per target)"
+    bash fuzz/run.sh 10
 fi
 
 step "all checks passed"

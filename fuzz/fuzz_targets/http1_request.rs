@@ -120,20 +120,24 @@ fn check(data: &[u8], limits: &Limits) {
 
 fn roundtrip(data: &[u8], head: &RequestHead) {
     let selector = data.len();
-    let ip = if selector % 2 == 0 {
+    let ip = if selector.is_multiple_of(2) {
         IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))
     } else {
         IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7))
     };
     let info = ForwardInfo {
         client_ip: ip,
-        proto: if selector % 3 == 0 { "https" } else { "http" },
-        request_id: if selector % 5 == 0 {
+        proto: if selector.is_multiple_of(3) {
+            "https"
+        } else {
+            "http"
+        },
+        request_id: if selector.is_multiple_of(5) {
             Some(b"0123-abcd")
         } else {
             None
         },
-        strip_expect: selector % 7 == 0,
+        strip_expect: selector.is_multiple_of(7),
         extra_headers: &[("x-ringmesh-fuzz", b"1")],
     };
     let mut out = Vec::new();

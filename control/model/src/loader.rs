@@ -18,7 +18,7 @@ use serde_yaml_ng::Value;
 
 use crate::{
     diagnostic::{codes, Diagnostic, ResourceRef, Severity},
-    locate::{clean_message, deserialize_at, locate},
+    locate::{clean_message, deserialize_at, locate, within_text},
     meta::{Kind, Meta, Object, Origin, Resource},
     model::{Model, DEFAULT_DOMAIN_SUFFIX},
     path::FieldPath,
@@ -303,14 +303,15 @@ impl<'l> Session<'l> {
             Ok(v) => v,
             Err(e) => {
                 let location = e.location().map(|l| (l.line(), l.column()));
+                let at = location.map(|at| within_text(text, at));
                 self.diagnostics.push(Diagnostic {
                     severity: Severity::Error,
                     code: codes::YAML_SYNTAX,
                     file: file.to_string(),
                     resource: None,
                     field: None,
-                    line: location.map(|l| l.0 + line_offset),
-                    column: location.map(|l| l.1),
+                    line: at.map(|l| l.0 + line_offset),
+                    column: at.map(|l| l.1),
                     message: format!(
                         "invalid YAML, document skipped: {}",
                         shift_lines(&clean_message(&e.to_string(), location), line_offset)
@@ -688,21 +689,38 @@ fn is_empty_document(text: &str) -> bool {
 pub(crate) fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let mut docs = Vec::new();
     let (mut start, mut start_line) = (0, 0);
-    let mut pos = 0;
-    for (n, line) in text.split_inclusive('\n').enumerate() {
+    // Lines before `line`, counted as the parser counts them.
+    let (mut pos, mut n) = (0, 0);
+    for line in text.split_inclusive('\n') {
         let content = line.trim_end_matches(['\n', '\r']);
+        let breaks = yaml_line_breaks(line);
         if is_marker(content, "---") && !is_preamble(&text[start..pos]) {
             docs.push((start_line, &text[start..pos]));
             (start, start_line) = (pos, n);
         } else if is_marker(content, "...") {
             docs.push((start_line, &text[start..pos]));
-            (start, start_line) = (pos + line.len(), n + 1);
+            (start, start_line) = (pos + line.len(), n + breaks);
         }
         pos += line.len();
+        n += breaks;
     }
     docs.push((start_line, &text[start..]));
     docs.retain(|(_, d)| !is_empty_document(d));
     docs
+}
+
+/// Line breaks in `s` as YAML (libyaml, whose positions diagnostics
+/// report) counts them: CRLF, a lone CR, LF, NEL, LS and PS each end a
+/// line. Offsets added to the parser's positions must count the same way.
+fn yaml_line_breaks(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    s.char_indices()
+        .filter(|&(i, c)| match c {
+            '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => true,
+            '\r' => bytes.get(i + 1) != Some(&b'\n'),
+            _ => false,
+        })
+        .count()
 }
 
 fn indent(line: &str) -> usize {
@@ -732,12 +750,21 @@ fn split_list_items(text: &str, count: usize) -> Option<Vec<(usize, String)>> {
             t == "-" || t.starts_with("- ")
         }
     };
+    // Lines before each line, counted as the parser counts them.
+    let lines_before: Vec<usize> = lines
+        .iter()
+        .scan(0, |n, l| {
+            let before = *n;
+            *n += yaml_line_breaks(l);
+            Some(before)
+        })
+        .collect();
     let mut items: Vec<(usize, String)> = Vec::with_capacity(count);
     let mut current: Option<(usize, String)> = None;
     for (i, line) in lines.iter().enumerate().skip(first) {
         if is_entry(line) {
             items.extend(current.take());
-            current = Some((i, line.replacen('-', " ", 1)));
+            current = Some((lines_before[i], line.replacen('-', " ", 1)));
         } else if is_neutral(line) || indent(line) > seq_indent {
             current.as_mut()?.1.push_str(line);
         } else {
@@ -768,6 +795,59 @@ mod tests {
         assert_eq!(split_documents("---\n---\n"), Vec::<(usize, &str)>::new());
         // `---` inside a block scalar is indented, so not a marker.
         assert_eq!(split_documents("a: |\n  ---\n").len(), 1);
+        // Lines are counted as the parser counts them: a lone CR ends one.
+        assert_eq!(
+            split_documents("a: 1\r\rb: 2\r\n---\nc: 3\n...\n\u{2028}d: 4"),
+            vec![
+                (0, "a: 1\r\rb: 2\r\n"),
+                (3, "---\nc: 3\n"),
+                (6, "\u{2028}d: 4")
+            ]
+        );
+    }
+
+    /// Found by the `istio_yaml` fuzz target
+    /// (`fuzz/regressions/istio_yaml/lone-cr-line-offsets`): documents were
+    /// placed by counting LF-terminated lines while the parser also ends a
+    /// line at a lone CR, so a position after a lone CR pointed at another
+    /// line, or past the end of the file.
+    #[test]
+    fn regression_positions_after_a_lone_cr() {
+        let text =
+            "kind: Sidecar\r\rmetadata: {name: a}\n---\nkind: VirtualService\nmetadata: [a, b}\n";
+        let result = crate::load_str(text, "f.yaml");
+        let d = (result.diagnostics.iter())
+            .find(|d| d.code == codes::YAML_SYNTAX)
+            .expect("a syntax error");
+        // Line 6 (CR, CR, LF and LF end lines 1 to 5) holds the `}`.
+        assert_eq!((d.line, d.column), (Some(6), Some(16)), "{d}");
+        assert!(d.message.contains("at line 6 column"), "{d}");
+
+        // The fuzzer's reproducers: every position names a place in the
+        // file (lines ended as YAML ends them; a column may be one past
+        // the end of its line).
+        for text in [
+            include_str!("../../../fuzz/regressions/istio_yaml/lone-cr-line-offsets"),
+            include_str!("../../../fuzz/regressions/istio_yaml/lone-cr-previous-document"),
+        ] {
+            let mut lines = vec![0usize];
+            let mut chars = text.chars().peekable();
+            while let Some(c) = chars.next() {
+                if matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}') {
+                    if c == '\r' && chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    lines.push(0);
+                } else {
+                    *lines.last_mut().unwrap() += 1;
+                }
+            }
+            for d in crate::load_str(text, "f.yaml").diagnostics {
+                if let (Some(l), Some(c)) = (d.line, d.column) {
+                    assert!(l <= lines.len() && c <= lines[l - 1] + 1, "{d}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -150,9 +150,37 @@ pub(crate) fn deserialize_at<T: DeserializeOwned>(
         DeError {
             message: clean_message(&e.to_string(), location),
             path,
-            location,
+            location: location.map(|at| within_text(text, at)),
         }
     })
+}
+
+/// A parser position clamped to the text: libyaml reports an error at the
+/// end of a text that does not end with a line break at column 1 of the
+/// line after the last one (it breaks the line before ending the stream),
+/// which is not in the file; such a position becomes the end of the last
+/// line. Lines are counted as libyaml counts them (CRLF, CR, LF, NEL, LS
+/// and PS end one); positions inside the text are returned unchanged.
+pub(crate) fn within_text(text: &str, (line, column): (usize, usize)) -> (usize, usize) {
+    let (mut lines, mut last_len) = (1, 0);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                if c == '\r' && chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                lines += 1;
+                last_len = 0;
+            }
+            _ => last_len += 1,
+        }
+    }
+    if line > lines {
+        (lines, last_len + 1)
+    } else {
+        (line, column)
+    }
 }
 
 /// serde_yaml_ng's message without what diagnostics show separately: its
@@ -253,6 +281,25 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    /// The defect the `proxy_config_yaml` fuzz target found in
+    /// `ringmesh-config`, present here too
+    /// (`fuzz/regressions/istio_yaml/eof-without-newline`): a syntax error
+    /// at the end of a last document without a final newline was reported
+    /// on the line after the last one of the file.
+    #[test]
+    fn regression_syntax_error_at_the_end_is_inside_the_file() {
+        let text = include_str!("../../../fuzz/regressions/istio_yaml/eof-without-newline");
+        assert!(text.ends_with("metadata: [a"));
+        let result = crate::load_str(text, "f.yaml");
+        let d = (result.diagnostics.iter())
+            .find(|d| d.code == crate::codes::YAML_SYNTAX)
+            .expect("a syntax error");
+        assert_eq!((d.line, d.column), (Some(5), Some(13)), "{d}");
+        assert_eq!(within_text("a\rb", (3, 1)), (2, 2));
+        assert_eq!(within_text("a\r\nb\u{2028}c", (3, 2)), (3, 2));
+        assert_eq!(within_text("", (2, 1)), (1, 1));
+    }
 
     const DOC: &str = "\
 kind: List

@@ -292,22 +292,40 @@ fn is_marker(line: &str, marker: &str) -> bool {
 pub(crate) fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let mut docs = Vec::new();
     let (mut start, mut start_line, mut pos) = (0, 0, 0);
-    for (n, line) in text.split_inclusive('\n').enumerate() {
+    // Lines before `line`, counted as the parser counts them.
+    let mut n = 0;
+    for line in text.split_inclusive('\n') {
         let content = line
             .trim_end_matches(['\n', '\r'])
             .trim_start_matches('\u{feff}');
+        let breaks = yaml_line_breaks(line);
         if is_marker(content, "---") {
             docs.push((start_line, &text[start..pos]));
             (start, start_line) = (pos, n);
         } else if is_marker(content, "...") {
             docs.push((start_line, &text[start..pos]));
-            (start, start_line) = (pos + line.len(), n + 1);
+            (start, start_line) = (pos + line.len(), n + breaks);
         }
         pos += line.len();
+        n += breaks;
     }
     docs.push((start_line, &text[start..]));
     docs.retain(|(_, d)| !is_blank(d));
     docs
+}
+
+/// Line breaks in `s` as YAML (libyaml, whose positions diagnostics
+/// report) counts them: CRLF, a lone CR, LF, NEL, LS and PS each end a
+/// line. Offsets added to the parser's positions must count the same way.
+fn yaml_line_breaks(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    s.char_indices()
+        .filter(|&(i, c)| match c {
+            '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => true,
+            '\r' => bytes.get(i + 1) != Some(&b'\n'),
+            _ => false,
+        })
+        .count()
 }
 
 /// Only blank lines, comments, directives and a bare `---`.
@@ -351,5 +369,16 @@ mod tests {
         assert_eq!(split_documents("a: |\n  ---\n").len(), 1);
         // `----` is not a marker.
         assert_eq!(split_documents("a: 1\n----\n").len(), 1);
+        // Lines are counted as the parser counts them: a lone CR ends one
+        // (the loader's fix for `fuzz/regressions/istio_yaml/lone-cr-line-offsets`,
+        // here for registry objects).
+        assert_eq!(
+            split_documents("a: 1\r\rb: 2\r\n---\nc: 3\n...\n\u{2028}d: 4"),
+            vec![
+                (0, "a: 1\r\rb: 2\r\n"),
+                (3, "---\nc: 3\n"),
+                (6, "\u{2028}d: 4")
+            ]
+        );
     }
 }

@@ -56,6 +56,49 @@ pub(crate) fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     }
 }
 
+/// A parser position clamped to the text: libyaml reports an error at the
+/// end of a text that does not end with a line break at column 1 of the
+/// line after the last one (it breaks the line before ending the stream),
+/// which is not in the file; such a position becomes the end of the last
+/// line. Lines are counted as libyaml counts them (CRLF, CR, LF, NEL, LS
+/// and PS end one); positions inside the text are returned unchanged.
+pub(crate) fn within_text(text: &str, (line, column): (usize, usize)) -> (usize, usize) {
+    let (mut lines, mut last_len) = (1, 0);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                if c == '\r' && chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                lines += 1;
+                last_len = 0;
+            }
+            _ => last_len += 1,
+        }
+    }
+    if line > lines {
+        (lines, last_len + 1)
+    } else {
+        (line, column)
+    }
+}
+
+/// Where the second YAML document of `text` starts (its first node, or
+/// the end of the text), for the error "more than one document", which the
+/// parser does not locate.
+pub(crate) fn second_document(text: &str) -> Option<(usize, usize)> {
+    let second = serde_yaml_ng::Deserializer::from_str(text).nth(1)?;
+    // The marker at its first node, or the syntax error that ends the
+    // first document early (`!x ,y` is a tagged node, then junk).
+    match (Walker { segs: &[] }).deserialize(second) {
+        Err(e) => e
+            .location()
+            .map(|l| within_text(text, (l.line(), l.column()))),
+        Ok(()) => None,
+    }
+}
+
 struct Walker<'s, 'p> {
     segs: &'s [Seg<'p>],
 }
@@ -110,6 +153,50 @@ impl<'de> Visitor<'de> for Walker<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `proxy_config_yaml` fuzz target
+    /// (`fuzz/regressions/proxy_config_yaml/eof-without-newline`): a syntax
+    /// error at the end of a text without a final newline was reported on
+    /// line 5 of a 4-line file.
+    #[test]
+    fn regression_syntax_error_at_the_end_is_inside_the_text() {
+        let text = include_str!("../../../fuzz/regressions/proxy_config_yaml/eof-without-newline");
+        assert!(text.ends_with("prototc"));
+        let errors = crate::parse_yaml(text, None).unwrap_err();
+        assert_eq!(errors.0[0].line, Some((4, 12)), "{errors}");
+        // With the final newline, the end of the text is line 5.
+        let errors = crate::parse_yaml(&format!("{text}\n"), None).unwrap_err();
+        assert_eq!(errors.0[0].line, Some((5, 1)), "{errors}");
+        assert_eq!(within_text("a\rb", (3, 1)), (2, 2));
+        assert_eq!(within_text("a\r\nb\u{2028}c", (3, 2)), (3, 2));
+        assert_eq!(within_text("", (2, 1)), (1, 1));
+    }
+
+    /// Found by the `proxy_config_yaml` fuzz target
+    /// (`fuzz/regressions/proxy_config_yaml/two-documents` and
+    /// `tagged-then-junk`): "more than one document" came with neither a
+    /// line nor a field.
+    #[test]
+    fn regression_a_second_document_is_located() {
+        let text = "admin: { address: 127.0.0.1:15000 }\n---\nlisteners: []\n";
+        let errors = crate::parse_yaml(text, None).unwrap_err();
+        assert!(
+            errors.0[0].reason.contains("more than one document"),
+            "{errors}"
+        );
+        assert_eq!(errors.0[0].line, Some((3, 1)), "{errors}");
+        let errors = crate::parse_yaml("limits: {}\n...\n--- x", None).unwrap_err();
+        assert_eq!(errors.0[0].line, Some((3, 5)), "{errors}");
+        assert_eq!(second_document("a: 1\n"), None);
+        // A second "document" that is junk after a tagged node.
+        let text = include_str!("../../../fuzz/regressions/proxy_config_yaml/tagged-then-junk");
+        assert_eq!(text, "!y ,ax: nt\n");
+        let errors = crate::parse_yaml(text, None).unwrap_err();
+        assert_eq!(errors.0[0].line, Some((1, 4)), "{errors}");
+        let text = include_str!("../../../fuzz/regressions/proxy_config_yaml/two-documents");
+        let errors = crate::parse_yaml(text, None).unwrap_err();
+        assert!(errors.0[0].line.is_some(), "{errors}");
+    }
 
     const DOC: &str = "\
 admin: { address: 127.0.0.1:15000 }
