@@ -33,6 +33,8 @@ mod pacer;
 pub mod report;
 pub mod response;
 mod tls;
+#[cfg(feature = "xds-load")]
+pub mod xds_load;
 
 pub use args::{parse_duration, BenchConfig, Target};
 pub use engine::run;
