@@ -186,6 +186,29 @@ pub fn cargo_build(what: &[&str]) {
     let dir = profile_dir();
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root()).arg("build").args(what);
+    // The test process carries the variables cargo sets for *this* crate
+    // (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...). Build scripts such as
+    // ring's rerun when those change, so inheriting them would rebuild
+    // ring and everything above it here, and again at the next top-level
+    // `cargo build`: a minute per binary each way.
+    for (key, _) in env::vars_os() {
+        if let Some(k) = key.to_str() {
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+            {
+                cmd.env_remove(&key);
+            }
+        }
+    }
     match dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
         Some("release") => {
