@@ -211,31 +211,34 @@ fn twenty_seconds_of_the_demo_mesh() {
         );
     }
     assert_eq!(hop("ingress")["security"], "plaintext");
-    // TODO(authorization issue, "AuthorizationPolicy enforcement", #7, after
-    // #5): `ratings → reviews` must be denied with 403 every time
-    // (`forbidden == sent`), `authorization.enforced` true, and the
-    // sidecars' reported denials equal to the probes' 403s.
+    // Authorization: only the frontend may call reviews. The probe from
+    // ratings' sidecar (mTLS, ratings' identity) gets 403 every time, and
+    // the plaintext probes from outside are refused (STRICT).
     let a = &s["authorization"];
-    assert_eq!(a["enforced"], false, "{a:#}");
-    assert_eq!(num(a, "/denials_reported"), 0.0, "{a:#}");
+    assert_eq!(a["enforced"], true, "{a:#}");
+    assert_eq!(a["sidecars_report_denials"], true, "{a:#}");
     let probes = a["probes"].as_array().expect("probes");
     assert_eq!(probes.len(), 3, "{a:#}");
+    let mut forbidden = 0.0;
     for p in probes {
         let sent = num(p, "/sent");
         assert!(sent >= 10.0, "a probe a second: {p}");
+        assert_eq!(p["enforced"], true, "{p}");
+        assert_eq!(num(p, "/allowed"), 0.0, "{p}");
         if p["expect"] == "refused" {
-            // STRICT: plaintext from outside the mesh never gets an answer.
             assert_eq!(num(p, "/refused"), sent, "STRICT refuses plaintext: {p}");
-            assert_eq!(p["enforced"], true, "{p}");
         } else {
-            assert_eq!(
-                num(p, "/allowed"),
-                sent,
-                "not enforced yet, so allowed: {p}"
-            );
-            assert_eq!(p["enforced"], false, "{p}");
+            assert_eq!(num(p, "/forbidden"), sent, "403 every time: {p}");
+            forbidden += sent;
         }
     }
+    // The reviews sidecars counted those denials (scraped once more after
+    // the probes stopped).
+    assert!(
+        num(a, "/denials_reported") >= forbidden,
+        "denials reported {} < 403s seen {forbidden}: {a:#}",
+        num(a, "/denials_reported")
+    );
 
     assert_everything_stopped(&s);
 }

@@ -75,9 +75,10 @@ latency, the security of each hop and authorization denials.
 The sample mesh routes reviews 90/10 between v1 and v2 (`end-user: jason` always gets v2), asks \
 for STRICT mutual TLS (the frontend, the mesh's entry, is PERMISSIVE) and lets only the frontend \
 call reviews. Every sidecar generates its key, gets its SPIFFE certificate from the control \
-plane's CA with a bootstrap token, and speaks mTLS to the others. The view shows what is really \
-on the wire, measured: the sidecars do not enforce AuthorizationPolicy yet, and the view says so \
-rather than inventing denials.
+plane's CA with a bootstrap token, speaks mTLS to the others, and enforces the \
+AuthorizationPolicy on its inbound side (403 for a caller the policy does not allow). The view \
+shows what is measured: the security of each hop from the sidecars' connection counters, and \
+probes that try what the policies forbid.
 
 Needs ringmesh-control, ringmesh-proxy and ringmesh-demo-app next to this executable or on PATH \
 (`bash scripts/demo.sh` builds them). Ctrl-C stops every process the demo started.";

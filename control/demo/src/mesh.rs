@@ -320,8 +320,7 @@ fn security() -> String {
 # (mesh-wide: the root namespace), and only the frontend may call reviews.
 # The frontend is the mesh's entry: callers outside the mesh (the demo's
 # load generator) reach it in plaintext, so its own policy is PERMISSIVE.
-# NOTE: the sidecars do not enforce AuthorizationPolicy yet (the
-# authorization issue); the demo's view says so.
+# The reviews sidecars answer anyone else with 403 (RBAC: access denied).
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {{name: {PEER_AUTHN}, namespace: istio-system}}

@@ -11,6 +11,7 @@
 //! | `ringmesh_xds_updates_total` | `result` (`accepted`, `rejected`) | configurations taken from / NACKed to the control plane |
 //! | `ringmesh_downstream_cx_security_total` | `listener` = `inbound_<ip>_9080`, `security` (`mtls`, `plaintext`) | connections a destination's sidecar accepted, by transport security |
 //! | `ringmesh_downstream_cx_plaintext_refused_total` | `listener` | plaintext connections a STRICT listener refused |
+//! | `ringmesh_rbac_denied_total` | (any) | requests a sidecar's RBAC filters (AuthorizationPolicy) refused with 403 |
 //! | `istio_requests_total` | `reporter="destination"`, `source_workload`, `source_principal`, `connection_security_policy`, `response_code` | the peer identity and mTLS of each request, and denials (403) — Istio's standard metric, which the sidecar does not export yet (observability issue) |
 //!
 //! Until `istio_requests_total` appears, a hop's security is what the
@@ -29,6 +30,7 @@ pub const INBOUND_REQUESTS: &str = "ringmesh_http_requests_total";
 pub const UPSTREAM_REQUESTS: &str = "ringmesh_upstream_rq_completed_total";
 pub const XDS_UPDATES: &str = "ringmesh_xds_updates_total";
 pub const ISTIO_REQUESTS: &str = "istio_requests_total";
+pub const RBAC_DENIED: &str = "ringmesh_rbac_denied_total";
 pub const CX_SECURITY: &str = "ringmesh_downstream_cx_security_total";
 pub const CX_PLAINTEXT_REFUSED: &str = "ringmesh_downstream_cx_plaintext_refused_total";
 
@@ -214,20 +216,35 @@ impl MeshScrape {
             .any(|(_, r)| r.as_ref().is_ok_and(|e| e.has(ISTIO_REQUESTS)))
     }
 
-    /// 403s the destinations report (`istio_requests_total`): requests a
-    /// sidecar refused by policy. The sample apps never answer 403
-    /// themselves.
+    /// Requests the sidecars refused by policy: the destinations' 403s in
+    /// `istio_requests_total` once the sidecars export it, their RBAC
+    /// denials (`ringmesh_rbac_denied_total`) until then. The sample apps
+    /// never answer 403 themselves.
     pub fn denials(&self) -> f64 {
-        self.pods
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().ok())
-            .map(|e| {
-                e.sum(ISTIO_REQUESTS, |s| {
-                    s.label("reporter") == Some("destination")
-                        && s.label("response_code") == Some("403")
+        let pods = || self.pods.iter().filter_map(|(_, r)| r.as_ref().ok());
+        if self.reports_identities() {
+            pods()
+                .map(|e| {
+                    e.sum(ISTIO_REQUESTS, |s| {
+                        s.label("reporter") == Some("destination")
+                            && s.label("response_code") == Some("403")
+                    })
                 })
-            })
-            .fold(0.0, |acc, n| acc + n)
+                .fold(0.0, |acc, n| acc + n)
+        } else {
+            pods()
+                .map(|e| e.sum(RBAC_DENIED, |_| true))
+                .fold(0.0, |acc, n| acc + n)
+        }
+    }
+
+    /// Whether any sidecar reports authorization denials at all.
+    pub fn reports_denials(&self) -> bool {
+        self.reports_identities()
+            || self
+                .pods
+                .iter()
+                .any(|(_, r)| r.as_ref().is_ok_and(|e| e.has(RBAC_DENIED)))
     }
 
     /// xDS configurations (accepted, rejected) per pod.
@@ -361,6 +378,7 @@ ringmesh_upstream_rq_completed_total{cluster="outbound|9080||ratings.default.svc
 ringmesh_downstream_cx_security_total{listener="inbound_127.0.0.102_9080",security="mtls"} 3
 ringmesh_downstream_cx_security_total{listener="inbound_127.0.0.102_9080",security="plaintext"} 0
 ringmesh_downstream_cx_plaintext_refused_total{listener="inbound_127.0.0.102_9080"} 7
+ringmesh_rbac_denied_total{listener="inbound_127.0.0.102_9080"} 4
 istio_requests_total{reporter="destination",source_workload="frontend-0",source_principal="spiffe://cluster.local/ns/default/sa/frontend",connection_security_policy="mutual_tls",response_code="200"} 17
 istio_requests_total{reporter="destination",source_workload="ratings-0",source_principal="spiffe://cluster.local/ns/default/sa/ratings",connection_security_policy="mutual_tls",response_code="403"} 5
 istio_requests_total{reporter="source",source_workload="reviews-v2-0",response_code="200"} 17
@@ -396,6 +414,7 @@ istio_requests_total{reporter="source",source_workload="reviews-v2-0",response_c
         assert!(hops.iter().all(|h| h.peers.is_empty()));
         assert!(!m.reports_identities());
         assert_eq!(m.denials(), 0.0);
+        assert!(!m.reports_denials());
         assert_eq!(m.xds(plan.frontend()), Some((4.0, 1.0)));
         assert_eq!(m.xds(plan.ratings()), None);
     }

@@ -97,6 +97,9 @@ pub struct AuthzSummary {
     pub enforced: bool,
     /// 403s reported by the destinations' sidecars (`istio_requests_total`).
     pub denials_reported: f64,
+    /// Whether the sidecars report denials at all (RBAC counters or
+    /// `istio_requests_total`).
+    pub sidecars_report_denials: bool,
     /// Whether the sidecars report identities and denials at all.
     pub sidecars_report_identities: bool,
     pub probes: Vec<ProbeSummary>,
@@ -247,6 +250,7 @@ pub fn build(i: &Inputs<'_>) -> Summary {
             ),
             enforced: !probes.is_empty() && probes.iter().all(|p| p.enforced == Some(true)),
             denials_reported: i.scrape.denials(),
+            sidecars_report_denials: i.scrape.reports_denials(),
             sidecars_report_identities: i.scrape.reports_identities(),
             probes,
         },

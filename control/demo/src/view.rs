@@ -271,13 +271,13 @@ pub fn render(s: &Summary, rates: &Rates, plan: &Plan, style: Style, live: bool)
             result
         );
     }
-    let reported = if a.sidecars_report_identities {
+    let reported = if a.sidecars_report_denials {
         format!("{:.0}", a.denials_reported)
     } else {
         format!(
             "{:.0} {}",
             a.denials_reported,
-            style.dim("(the sidecars do not report denials yet: no istio_requests_total)")
+            style.dim("(the sidecars report no denials)")
         )
     };
     let _ = writeln!(o, "  denials reported by the sidecars: {reported}");

@@ -154,7 +154,7 @@ fn the_view_is_honest_and_plain_without_colour() {
         "not in the metrics yet (istio_requests_total); expected mutual_tls (PeerAuthentication STRICT)",
         "NOT ENFORCED YET (AuthorizationPolicy enforcement: authorization issue)",
         "NOT ENFORCED YET (STRICT mTLS is not applied to this sidecar)",
-        "the sidecars do not report denials yet",
+        "the sidecars report no denials",
         "1 × canary: 502 from frontend-v1: x",
         "curl -s -H 'end-user: jason' http://127.0.0.100:9080/",
         "curl -si -H 'Host: reviews:9080' http://127.0.0.103:15001/",
