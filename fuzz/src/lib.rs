@@ -98,6 +98,8 @@ pub mod xds {
             cluster: None,
             original_dst: false,
             tls: None,
+            rbac: Vec::new(),
+            path_normalization: None,
         }
     }
 
@@ -111,6 +113,8 @@ pub mod xds {
             cluster: Some(cluster.into()),
             original_dst: false,
             tls: None,
+            rbac: Vec::new(),
+            path_normalization: None,
         }
     }
 

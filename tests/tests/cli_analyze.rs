@@ -475,16 +475,15 @@ fn help_lists_only_what_exists() {
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("\n  analyze  "), "{}", r.stdout);
     // proxy-status and config-dump: tests/tests/cli_status.rs; demo:
-    // tests/tests/demo.rs.
+    // tests/tests/demo.rs; tls-check: tests/tests/control_mtls.rs.
     assert!(r.stdout.contains("\n  demo  "), "{}", r.stdout);
-    for planned in ["tls-check", "inject"] {
-        assert!(
-            !r.stdout.contains(planned),
-            "{planned} is not a command yet"
-        );
-        let r = finished(command(&[planned]).output().expect("running ringmesh"));
-        assert_eq!(r.code, 2, "{planned}");
-    }
+    assert!(r.stdout.contains("\n  tls-check  "), "{}", r.stdout);
+    // Not a command yet: `inject` (the Kubernetes issue).
+    assert!(!r.stdout.contains("inject"), "inject is not a command yet");
+    assert_eq!(
+        finished(command(&["inject"]).output().expect("running ringmesh")).code,
+        2
+    );
     let r = analyze(&["--help"]);
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("Examples:"), "{}", r.stdout);

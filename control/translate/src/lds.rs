@@ -15,6 +15,10 @@
 //! (`inbound_chains`): one mTLS chain (STRICT), an mTLS chain for
 //! `transport_protocol: tls` beside a plaintext one for `raw_buffer` with
 //! the TLS inspector on the listener (PERMISSIVE), or one plaintext chain.
+//! Every inbound chain carries the workload's AuthorizationPolicies
+//! ([`crate::rbac`]): HTTP RBAC filters before the router in a connection
+//! manager that normalizes paths, or network RBAC filters before the TCP
+//! proxy (also on `virtualInbound`'s passthrough chain).
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -25,6 +29,7 @@ use tracing::warn;
 use crate::{
     cds::{inbound_name, BLACKHOLE, INBOUND_PASSTHROUGH, PASSTHROUGH},
     mtls::{self, InboundTls},
+    rbac::InboundAuthz,
     rds::{self, HTTP_PROXY},
     view::{InboundPort, Svc, View},
     wire::{self, core, hcm, listener, original_dst, tcp_proxy, tls_inspector},
@@ -53,6 +58,34 @@ fn http_manager(
             stat_prefix: stat_prefix.to_owned(),
             route_specifier: Some(routes),
             http_filters,
+            ..Default::default()
+        },
+    )
+}
+
+/// The inbound connection manager: the RBAC filters before the router,
+/// and the path normalized before anything matches on it (Istio's
+/// `DECODE_AND_MERGE_SLASHES`: RFC 3986 normalization, `//` merged,
+/// `%2F`/`%5C` decoded and forwarded), so no spelling of a path slips
+/// past an authorization rule.
+fn inbound_http_manager(
+    stat_prefix: &str,
+    routes: hcm::http_connection_manager::RouteSpecifier,
+    authz: &InboundAuthz,
+) -> listener::Filter {
+    let mut http_filters = authz.http.clone();
+    http_filters.push(wire::router_filter());
+    wire::network_filter(
+        "envoy.filters.network.http_connection_manager",
+        &hcm::HttpConnectionManager {
+            stat_prefix: stat_prefix.to_owned(),
+            route_specifier: Some(routes),
+            http_filters,
+            normalize_path: Some(wire::boolv(true)),
+            merge_slashes: true,
+            path_with_escaped_slashes_action:
+                hcm::http_connection_manager::PathWithEscapedSlashesAction::UnescapeAndForward
+                    as i32,
             ..Default::default()
         },
     )
@@ -94,11 +127,26 @@ fn tcp_proxy_filter(stat_prefix: &str, destinations: &[(String, u32)]) -> listen
 }
 
 fn chain(name: &str, filter: listener::Filter) -> listener::FilterChain {
+    chain_of(name, vec![filter])
+}
+
+fn chain_of(name: &str, filters: Vec<listener::Filter>) -> listener::FilterChain {
     listener::FilterChain {
         name: name.to_owned(),
-        filters: vec![filter],
+        filters,
         ..Default::default()
     }
+}
+
+/// A TCP proxy to `cluster`, the network RBAC filters before it.
+fn inbound_tcp_filters(
+    stat_prefix: &str,
+    cluster: &str,
+    authz: &InboundAuthz,
+) -> Vec<listener::Filter> {
+    let mut filters = authz.tcp.clone();
+    filters.push(tcp_proxy_filter(stat_prefix, &[(cluster.to_owned(), 100)]));
+    filters
 }
 
 fn listener_at(
@@ -124,18 +172,23 @@ fn listener_filter<M: prost::Name>(name: &str, config: &M) -> listener::Listener
     }
 }
 
-/// The inbound connection manager or TCP proxy for a workload port.
-fn inbound_filter(p: &InboundPort, stat_prefix: &str) -> listener::Filter {
+/// The inbound connection manager or TCP proxy for a workload port,
+/// behind its RBAC filters.
+fn inbound_filters(
+    p: &InboundPort,
+    stat_prefix: &str,
+    authz: &InboundAuthz,
+) -> Vec<listener::Filter> {
     let cluster = inbound_name(p.port);
     if p.protocol.is_http() {
         let rc = rds::inline_to(&cluster, &format!("inbound|http|{}", p.port), &cluster);
-        http_manager(
+        vec![inbound_http_manager(
             stat_prefix,
             hcm::http_connection_manager::RouteSpecifier::RouteConfig(rc),
-            false,
-        )
+            authz,
+        )]
     } else {
-        tcp_proxy_filter(&cluster, &[(cluster.clone(), 100)])
+        inbound_tcp_filters(&cluster, &cluster, authz)
     }
 }
 
@@ -156,6 +209,7 @@ fn inbound_chains(
     name: &str,
     stat_prefix: &str,
     destination_port: Option<u16>,
+    authz: &InboundAuthz,
 ) -> Vec<listener::FilterChain> {
     let with_match = |mut c: listener::FilterChain, transport: Option<&str>| {
         let m = listener::FilterChainMatch {
@@ -168,7 +222,7 @@ fn inbound_chains(
         }
         c
     };
-    let plain = |name: &str| chain(name, inbound_filter(p, stat_prefix));
+    let plain = |name: &str| chain_of(name, inbound_filters(p, stat_prefix, authz));
     let mtls = |name: &str| {
         let mut c = plain(name);
         c.transport_socket = Some(mtls::downstream_socket());
@@ -194,6 +248,7 @@ pub(crate) fn redirect(
     view: &View,
     http_ports_with_fault: &BTreeMap<u16, bool>,
     inbound: &[InboundPort],
+    authz: &InboundAuthz,
 ) -> Vec<listener::Listener> {
     let mut out = Vec::new();
     let at = |port: u16| wire::address("0.0.0.0", u32::from(port));
@@ -338,6 +393,7 @@ pub(crate) fn redirect(
             &inbound_name(p.port),
             &format!("inbound_0.0.0.0_{}", p.port),
             Some(p.port),
+            authz,
         ));
     }
     if inbound
@@ -346,12 +402,10 @@ pub(crate) fn redirect(
     {
         vi.listener_filters.push(tls_inspector());
     }
-    vi.filter_chains.push(chain(
+    // The passthrough is inbound traffic too: the same TCP policies.
+    vi.filter_chains.push(chain_of(
         "virtualInbound-catchall-tcp",
-        tcp_proxy_filter(
-            INBOUND_PASSTHROUGH,
-            &[(INBOUND_PASSTHROUGH.to_owned(), 100)],
-        ),
+        inbound_tcp_filters(INBOUND_PASSTHROUGH, INBOUND_PASSTHROUGH, authz),
     ));
     out.push(vi);
     out
@@ -362,6 +416,7 @@ pub(crate) fn none(
     ip: IpAddr,
     proxy_uses_fault: bool,
     inbound: &[InboundPort],
+    authz: &InboundAuthz,
 ) -> Vec<listener::Listener> {
     let mut out = Vec::new();
     let mut vo = listener_at(
@@ -400,7 +455,7 @@ pub(crate) fn none(
             wire::ip_address(ip, p.port),
             core::TrafficDirection::Inbound,
         );
-        l.filter_chains = inbound_chains(p, &name, &name, None);
+        l.filter_chains = inbound_chains(p, &name, &name, None, authz);
         if p.tls == InboundTls::Permissive {
             l.listener_filters = vec![tls_inspector()];
         }

@@ -56,7 +56,7 @@
 //! | `exportTo` (services, VS, DR) | visibility from the proxy's namespace | |
 //! | PeerAuthentication | per inbound port ([`server_mode`]: port level > workload > namespace > mesh, default PERMISSIVE): STRICT → `DownstreamTlsContext` (client certificate required, SDS `default`/`ROOTCA`, ALPN h2, http/1.1); PERMISSIVE → `tls_inspector` + a `transport_protocol: tls` chain with it and a `raw_buffer` plaintext chain; DISABLE → plaintext | PERMISSIVE is plaintext-only for a proxy without an identity |
 //! | mesh CA | SDS `ROOTCA` (`validation_context.trusted_ca`, the whole bundle inline); `default` as file references for a node with `TLS_SERVER_CERT_CHAIN` + `TLS_SERVER_KEY` | from [`Options::trust_bundle_pem`] |
-//! | AuthorizationPolicy | — | not yet |
+//! | AuthorizationPolicy | inbound `envoy.filters.http.rbac` (before the router) / `envoy.filters.network.rbac` (before `tcp_proxy`): AUDIT (LOG), DENY, ALLOW; policies `ns[NS]-policy[NAME]-rule[I]` (`src/rbac.rs`, README) | root namespace + workload namespace, `selector`; CUSTOM rejected by the model; `requestPrincipals`/`request.auth.*` never match (no JWT yet) |
 //!
 //! Precedence where Istio merges: one VirtualService per host (exact host
 //! before wildcard, then the proxy's namespace, the service's, the root
@@ -89,6 +89,7 @@ mod cds;
 mod lds;
 pub mod mtls;
 mod node;
+mod rbac;
 mod rds;
 mod view;
 mod wire;
@@ -147,6 +148,7 @@ pub fn translate(state: &MeshState, proxy: &ProxyNode, opts: &Options) -> Resour
     cds::fixed(redirect, &mut clusters);
     cds::outbound(&view, state, &mut clusters);
     cds::inbound(&inbound, &mut clusters);
+    let authz = rbac::inbound(&view, state);
 
     let mut routes = Vec::new();
     let listeners = if redirect {
@@ -163,13 +165,13 @@ pub fn translate(state: &MeshState, proxy: &ProxyNode, opts: &Options) -> Resour
                 .into_iter()
                 .collect::<Vec<_>>()
         );
-        lds::redirect(&view, &ports, &inbound)
+        lds::redirect(&view, &ports, &inbound, &authz)
     } else {
         let built = rds::http_proxy(&view);
         let uses_fault = built.uses_fault;
         routes.push(built.config);
         match proxy.ip {
-            Some(ip) => lds::none(ip, uses_fault, &inbound),
+            Some(ip) => lds::none(ip, uses_fault, &inbound, &authz),
             None => {
                 warn!(
                     namespace = proxy.namespace,

@@ -959,13 +959,36 @@ fn compile_listeners(
         };
 
         let tls = listener_tls(l.tls.as_ref(), &format!("listeners[{i}]"), mesh, errs);
-        if let (Some(address), Some(kind)) = (address, kind) {
+        let http = l.protocol == ListenerProtocol::Http;
+        let rbac = match crate::authz::compile_chain(&l.rbac, http) {
+            Ok(chain) => Some(Arc::new(chain)),
+            Err(list) => {
+                for (field, reason) in list {
+                    errs.add(format!("listeners[{i}].rbac{field}"), reason);
+                }
+                None
+            }
+        };
+        if l.path_normalization.is_some() && !http {
+            errs.add(
+                at("path_normalization"),
+                "only an http listener has request paths",
+            );
+        }
+        let path_normalization = l
+            .path_normalization
+            .as_ref()
+            .map(|p| p.compile())
+            .unwrap_or_default();
+        if let (Some(address), Some(kind), Some(rbac)) = (address, kind, rbac) {
             listeners.push(Listener {
                 name: l.name.as_str().into(),
                 address,
                 original_dst: l.original_dst,
                 tls,
                 kind,
+                rbac,
+                path_normalization,
             });
         }
     }

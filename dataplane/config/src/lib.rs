@@ -8,6 +8,7 @@
 //! the `Arc<Snapshot>` it started with until it finishes.
 #![forbid(unsafe_code)]
 
+pub mod authz;
 mod compile;
 mod duration;
 mod locate;

@@ -77,6 +77,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::authz::{
+    AuthenticatedSpec, EscapedSlashesSpec, PathNormalizationSpec, PermissionSetSpec,
+    PermissionSpec, PolicySpec, PrincipalSetSpec, PrincipalSpec, RbacAction, RbacFilterSpec,
+    RbacRulesSpec, StringMatchSpec,
+};
+
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,6 +263,14 @@ pub struct ListenerSpec {
     /// Inbound TLS; plaintext when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTlsSpec>,
+    /// Authorization: Envoy RBAC filters, evaluated in order (see
+    /// `docs/CONFIG.md`); per request on `http`, per connection on `tcp`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rbac: Vec<RbacFilterSpec>,
+    /// `http` only: how request paths are normalized before routing,
+    /// authorization and forwarding; safe defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_normalization: Option<PathNormalizationSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -73,6 +73,22 @@ pub struct Listener {
     pub tls: DownstreamTls,
     #[serde(flatten)]
     pub kind: ListenerKind,
+    /// Authorization (empty: everything is allowed).
+    pub rbac: Arc<crate::authz::RbacChain>,
+    /// How request paths are normalized (HTTP listeners).
+    #[serde(serialize_with = "path_normalization")]
+    pub path_normalization: ringmesh_http1::PathNormalization,
+}
+
+fn path_normalization<S: Serializer>(
+    p: &ringmesh_http1::PathNormalization,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut st = s.serialize_struct("PathNormalization", 3)?;
+    st.serialize_field("normalize", &p.normalize)?;
+    st.serialize_field("merge_slashes", &p.merge_slashes)?;
+    st.serialize_field("escaped_slashes", p.escaped_slashes.as_str())?;
+    st.end()
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -249,7 +249,8 @@ listeners:
     assert_eq!(
         load_errors(text),
         ["proxy.yaml:5:5: listeners[0].route_cofig: unknown field `route_cofig`, expected one of `name`, \
-          `address`, `protocol`, `route_config`, `cluster`, `original_dst`, `tls`"]
+          `address`, `protocol`, `route_config`, `cluster`, `original_dst`, `tls`, `rbac`, \
+          `path_normalization`"]
     );
     assert_eq!(
         load_errors("admin: { address: 127.0.0.1:1 }\nlistener: []\n"),

@@ -16,6 +16,7 @@
 mod chunked;
 mod fields;
 mod head;
+mod normalize;
 mod rewrite;
 mod syntax;
 mod target;
@@ -27,9 +28,10 @@ pub use head::{
     parse_request, parse_response, BodyFraming, HeaderPos, Method, ParseError, ParseStatus,
     RequestHead, ResponseHead, Span, Version, STACK_HEADER_SLOTS,
 };
+pub use normalize::{normalize_path, EscapedSlashes, Normalized, PathError, PathNormalization};
 pub use rewrite::{
     reason_phrase, write_downstream_response, write_local_response, write_upstream_request,
-    ForwardInfo,
+    write_upstream_request_to, ForwardInfo,
 };
 
 /// Limits applied while parsing a head. Defaults follow Envoy's

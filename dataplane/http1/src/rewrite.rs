@@ -52,9 +52,25 @@ pub fn write_upstream_request(
     info: &ForwardInfo<'_>,
     out: &mut Vec<u8>,
 ) {
+    write_upstream_request_to(buf, head, info, None, out)
+}
+
+/// [`write_upstream_request`] with the request-target replaced by
+/// `target` (origin-form `path[?query]`) when it is `Some`: the
+/// normalized path is what goes upstream, as in Envoy.
+pub fn write_upstream_request_to(
+    buf: &[u8],
+    head: &RequestHead,
+    info: &ForwardInfo<'_>,
+    target: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(head.method_span.get(buf));
     out.push(b' ');
-    write_origin_target(buf, head, out);
+    match target {
+        Some(t) => out.extend_from_slice(t),
+        None => write_origin_target(buf, head, out),
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_host = false;
     for h in &head.headers {

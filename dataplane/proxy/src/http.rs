@@ -14,19 +14,19 @@
 use std::{cmp::min, io, mem::take, net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
 
 use monoio::time::Instant;
-use ringmesh_config::ListenerKind;
+use ringmesh_config::{authz::AuthzInput, ListenerKind};
 use ringmesh_http1::{
-    parse_request, parse_response, write_downstream_response, write_local_response,
-    write_upstream_request, BodyFraming, ChunkedDecoder, ForwardInfo, Method, ParseStatus,
-    RequestHead, ResponseHead,
+    normalize_path, parse_request, parse_response, write_downstream_response, write_local_response,
+    write_upstream_request_to, BodyFraming, ChunkedDecoder, ForwardInfo, Method, Normalized,
+    ParseStatus, RequestHead, ResponseHead,
 };
 use ringmesh_metrics::Counter;
 
 use crate::{
     io::{Io, ReadIo, WriteIo},
-    routing::{request_view, HeadHeaders},
+    routing::{query_of, request_view, HeadHeaders},
     shard::ShardCtx,
-    stats::{class_index, ListenerStats},
+    stats::{class_index, record_verdict, ListenerStats},
     upstream::{acquire, ConnectError, Upstream},
 };
 
@@ -222,6 +222,15 @@ struct Conn<S> {
     orig_dst: Option<SocketAddr>,
     /// The client's verified SPIFFE ID (mTLS connections).
     peer_identity: Option<Rc<ringmesh_tls::SpiffeId>>,
+    /// The same as a URI, for RBAC principals (made once per connection).
+    principal: Option<Box<str>>,
+    /// RBAC's destination: the original destination, or the local address.
+    dest: SocketAddr,
+    sni: Option<Rc<str>>,
+    /// The normalized request-target (path, then `?query`), when
+    /// normalization changed the path: matched and forwarded instead of
+    /// the received one.
+    target: Vec<u8>,
     /// The current request is HTTP/1.0 (no chunked, no interim responses).
     http10: bool,
     /// Downstream bytes received and not yet consumed.
@@ -253,7 +262,11 @@ pub async fn serve<S: Io>(
         down,
         peer: conn.peer,
         orig_dst: conn.orig_dst,
+        principal: conn.peer_identity.as_ref().map(|id| id.to_string().into()),
+        dest: conn.destination(),
+        sni: conn.sni.clone(),
         peer_identity: conn.peer_identity,
+        target: Vec::new(),
         http10: false,
         rbuf,
         ubuf: Vec::with_capacity(INITIAL_BUF),
@@ -367,29 +380,94 @@ impl<S: Io> Conn<S> {
         } else {
             Next::KeepAlive
         };
-        let routes = match snap
-            .listeners
-            .iter()
-            .find(|l| l.name == *lname)
-            .map(|l| &l.kind)
-        {
-            Some(ListenerKind::Http { routes }) => routes,
-            _ => {
+        let Some(listener) = snap.listeners.iter().find(|l| l.name == *lname) else {
+            return self
+                .local_reply(ctx, ls, start, 503, "listener removed", Next::Linger)
+                .await;
+        };
+        let ListenerKind::Http { routes } = &listener.kind else {
+            return self
+                .local_reply(ctx, ls, start, 503, "listener removed", Next::Linger)
+                .await;
+        };
+        // Normalize the path before anything reads it: routes and RBAC
+        // match the normal form, and it is what goes upstream.
+        let normalized = match normalize_path(
+            head.path.get(&self.rbuf),
+            &listener.path_normalization,
+            &mut self.target,
+        ) {
+            Ok(n) => n,
+            Err(e) => {
+                ls.cells.rq_path_rejected.inc();
+                tracing::debug!(peer = %self.peer, peer_identity = self.principal.as_deref(), reason = e.reason(), "rejected request path");
+                self.consume_head_if(&after_local);
                 return self
-                    .local_reply(ctx, ls, start, 503, "listener removed", Next::Linger)
-                    .await
+                    .local_reply(ctx, ls, start, 400, e.reason(), after_local)
+                    .await;
             }
         };
+        if normalized != Normalized::Unchanged {
+            if let Some(q) = query_of(&self.rbuf, head) {
+                self.target.push(b'?');
+                self.target.extend_from_slice(q);
+            }
+        }
+        if normalized == Normalized::Redirect {
+            let location = self.target.clone();
+            self.consume_head_if(&after_local);
+            return self
+                .local_reply_with(
+                    ctx,
+                    ls,
+                    start,
+                    307,
+                    "escaped slashes in the path; follow the redirect".as_bytes(),
+                    after_local,
+                    &[("location", &location)],
+                )
+                .await;
+        }
+        let target = (normalized == Normalized::Rewritten).then_some(&self.target[..]);
         // Path, header and query conditions read the head in place.
         let headers = HeadHeaders::new(&self.rbuf, head);
-        let request = request_view(&self.rbuf, head, &headers, Self::SCHEME.as_bytes());
-        let Some(route) = routes.route_request(&request) else {
-            if matches!(after_local, Next::KeepAlive) {
-                // No body: the request ends with its head. Consume it so
-                // the next request on this connection is read next.
-                let n = head.head_len;
-                self.rbuf.drain(..n);
+        let mut request = request_view(&self.rbuf, head, &headers, Self::SCHEME.as_bytes());
+        if let Some(t) = target {
+            request = request.with_target(t);
+        }
+        if !listener.rbac.is_empty() {
+            let verdict = listener.rbac.evaluate(&AuthzInput {
+                request: Some(&request),
+                peer: self.peer.ip(),
+                destination: self.dest,
+                principal: self.principal.as_deref(),
+                sni: self.sni.as_deref(),
+            });
+            record_verdict(
+                ls,
+                lname,
+                &verdict,
+                self.peer,
+                self.principal.as_deref(),
+                Some(&request),
+            );
+            if verdict.denied.is_some() {
+                self.consume_head_if(&after_local);
+                return self
+                    .local_reply_with(
+                        ctx,
+                        ls,
+                        start,
+                        403,
+                        b"RBAC: access denied",
+                        after_local,
+                        &[],
+                    )
+                    .await;
             }
+        }
+        let Some(route) = routes.route_request(&request) else {
+            self.consume_head_if(&after_local);
             return self
                 .local_reply(ctx, ls, start, 404, "route not found", after_local)
                 .await;
@@ -410,7 +488,7 @@ impl<S: Io> Conn<S> {
         // validated before anything is sent.
         self.wbuf.clear();
         let rid = ctx.request_id_if_missing(head);
-        write_upstream_request(
+        write_upstream_request_to(
             &self.rbuf,
             head,
             &ForwardInfo {
@@ -420,6 +498,7 @@ impl<S: Io> Conn<S> {
                 strip_expect: expect_continue,
                 extra_headers: &[],
             },
+            target,
             &mut self.wbuf,
         );
         let head_len = head.head_len;
@@ -813,6 +892,15 @@ impl<S: Io> Conn<S> {
         ls.latency.record_us(start.elapsed().as_micros() as u64);
     }
 
+    /// A request answered without a body of its own ends with its head:
+    /// consume it so the next request on the connection is read next.
+    fn consume_head_if(&mut self, next: &Next) {
+        if matches!(next, Next::KeepAlive) {
+            let n = self.head.head_len;
+            self.rbuf.drain(..n);
+        }
+    }
+
     async fn local_reply(
         &mut self,
         ctx: &ShardCtx,
@@ -822,14 +910,30 @@ impl<S: Io> Conn<S> {
         reason: &str,
         next: Next,
     ) -> Next {
+        let mut body = Vec::with_capacity(reason.len() + 1);
+        body.extend_from_slice(reason.as_bytes());
+        body.push(b'\n');
+        self.local_reply_with(ctx, ls, start, status, &body, next, &[])
+            .await
+    }
+
+    /// A local response with exactly `body` and the `extra` fields.
+    #[allow(clippy::too_many_arguments)]
+    async fn local_reply_with(
+        &mut self,
+        ctx: &ShardCtx,
+        ls: &ListenerStats,
+        start: Instant,
+        status: u16,
+        body: &[u8],
+        next: Next,
+        extra: &[(&str, &[u8])],
+    ) -> Next {
         ctx.stats.local_reply(status);
         ls.cells.rq_by_class[class_index(status)].inc();
         let close = !matches!(next, Next::KeepAlive) || ctx.drain.is_fired();
         self.wbuf.clear();
-        let mut body = Vec::with_capacity(reason.len() + 1);
-        body.extend_from_slice(reason.as_bytes());
-        body.push(b'\n');
-        write_local_response(status, &body, close, &[], &mut self.wbuf);
+        write_local_response(status, body, close, extra, &mut self.wbuf);
         let wl = self.wbuf.len();
         let (r, w) = write_range(&mut self.down, take(&mut self.wbuf), wl).await;
         self.wbuf = w;

@@ -153,6 +153,7 @@ pub async fn serve(
     ls.cells.cx_mtls.inc();
     tracing::trace!(peer = %conn.peer, peer_identity = %id, listener = %listener, "mTLS connection");
     conn.peer_identity = Some(Rc::new(id));
+    conn.sni = tls.server_name().map(Rc::from);
     if http {
         crate::http::serve(ctx, listener, ls, tls, conn, Vec::new()).await;
     } else {

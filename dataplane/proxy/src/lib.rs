@@ -44,6 +44,19 @@ pub struct ConnInfo {
     /// The client's SPIFFE ID, verified by the mTLS handshake (`None` on
     /// plaintext connections): for authorization, logs and metrics.
     pub peer_identity: Option<Rc<ringmesh_tls::SpiffeId>>,
+    /// The local address the connection was accepted on.
+    pub local: std::net::SocketAddr,
+    /// The server name (SNI) the client asked for (TLS connections).
+    pub sni: Option<Rc<str>>,
+}
+
+impl ConnInfo {
+    /// Where the client was going: the original destination when one was
+    /// recovered, else the address it connected to (RBAC's
+    /// `destination_ip` / `destination_port`).
+    pub fn destination(&self) -> std::net::SocketAddr {
+        self.orig_dst.unwrap_or(self.local)
+    }
 }
 
 /// Command-line options of `ringmesh-proxy`.

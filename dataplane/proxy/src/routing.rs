@@ -29,6 +29,13 @@ impl HeaderSource for HeadHeaders<'_> {
     }
 }
 
+/// The query (after `?`, possibly empty) of `head`, `None` without a `?`.
+pub fn query_of<'a>(buf: &'a [u8], head: &RequestHead) -> Option<&'a [u8]> {
+    let query = head.query;
+    let has_query = query.start > 0 && buf.get(query.start as usize - 1) == Some(&b'?');
+    has_query.then(|| query.get(buf))
+}
+
 /// The route-matching view of `head` (parsed from `buf`) received on a
 /// listener speaking `scheme`.
 pub fn request_view<'a>(

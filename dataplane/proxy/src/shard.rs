@@ -270,6 +270,7 @@ fn sync_listeners(
                         http,
                         original_dst: l.original_dst,
                         tls: l.tls,
+                        address: l.address,
                     },
                 ));
             }
@@ -311,6 +312,8 @@ struct Accepting {
     http: bool,
     original_dst: bool,
     tls: DownstreamTls,
+    /// The configured address (the accepted socket's own is preferred).
+    address: std::net::SocketAddr,
 }
 
 async fn accept_loop(
@@ -338,6 +341,7 @@ async fn accept_loop(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(how.address);
                 let orig_dst = if how.original_dst {
                     redirected_destination(&stream)
                 } else {
@@ -353,6 +357,8 @@ async fn accept_loop(
                         peer,
                         orig_dst,
                         peer_identity: None,
+                        local,
+                        sni: None,
                     };
                     match (how.tls, how.http) {
                         (DownstreamTls::Disable, true) => {

@@ -32,6 +32,71 @@ pub struct ListenerCells {
     pub tls_handshake_ok: Counter,
     pub tls_handshake_fail: Counter,
     pub tls_handshake_timeout: Counter,
+    /// RBAC verdicts (requests on HTTP listeners, connections on TCP
+    /// ones), counted only where the listener has RBAC filters.
+    pub rbac_allowed: Counter,
+    pub rbac_denied: Counter,
+    /// Shadow rules that would have allowed / denied.
+    pub rbac_shadow_allowed: Counter,
+    pub rbac_shadow_denied: Counter,
+    /// A LOG (Istio AUDIT) policy matched.
+    pub rbac_logged: Counter,
+    /// Requests answered 400 because of their path (escaped slashes,
+    /// invalid percent-encoding).
+    pub rq_path_rejected: Counter,
+}
+
+/// Count an RBAC verdict and log denials (debug) and audits (info).
+pub fn record_verdict(
+    ls: &ListenerStats,
+    listener: &str,
+    v: &ringmesh_config::authz::Verdict<'_>,
+    peer: std::net::SocketAddr,
+    principal: Option<&str>,
+    request: Option<&ringmesh_route::Request<'_>>,
+) {
+    let c = &ls.cells;
+    if v.shadow_denied > 0 {
+        c.rbac_shadow_denied.add(u64::from(v.shadow_denied));
+    }
+    if v.shadow_allowed > 0 {
+        c.rbac_shadow_allowed.add(u64::from(v.shadow_allowed));
+    }
+    // Only read (UTF-8 checked) when something is logged.
+    let method = || request.map(|r| String::from_utf8_lossy(r.method));
+    let path = || request.map(|r| String::from_utf8_lossy(r.path));
+    if let Some((filter, policy)) = v.logged {
+        c.rbac_logged.inc();
+        tracing::info!(
+            target: "ringmesh::rbac",
+            listener,
+            filter,
+            policy,
+            %peer,
+            principal,
+            method = method().as_deref(),
+            path = path().as_deref(),
+            denied = v.denied.is_some(),
+            "rbac audit"
+        );
+    }
+    match v.denied {
+        Some((filter, policy)) => {
+            c.rbac_denied.inc();
+            tracing::debug!(
+                target: "ringmesh::rbac",
+                listener,
+                filter,
+                policy,
+                %peer,
+                principal,
+                method = method().as_deref(),
+                path = path().as_deref(),
+                "rbac denied"
+            );
+        }
+        None => c.rbac_allowed.inc(),
+    }
 }
 
 #[derive(Default)]
@@ -318,6 +383,54 @@ pub fn render(shared: &crate::shared::Shared) -> String {
         counter,
         "Plaintext connections closed by a STRICT (mTLS-only) listener.",
         |c: &[&ListenerCells]| sum(c, |x| x.cx_plaintext_refused.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_rbac_allowed_total",
+        counter,
+        "Requests (HTTP) or connections (TCP) allowed by the listener's RBAC filters.",
+        |c: &[&ListenerCells]| sum(c, |x| x.rbac_allowed.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_rbac_denied_total",
+        counter,
+        "Requests answered 403 / connections closed by the listener's RBAC filters.",
+        |c: &[&ListenerCells]| sum(c, |x| x.rbac_denied.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_rbac_shadow_allowed_total",
+        counter,
+        "Shadow RBAC rules that would have allowed.",
+        |c: &[&ListenerCells]| sum(c, |x| x.rbac_shadow_allowed.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_rbac_shadow_denied_total",
+        counter,
+        "Shadow RBAC rules that would have denied (not enforced).",
+        |c: &[&ListenerCells]| sum(c, |x| x.rbac_shadow_denied.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_rbac_logged_total",
+        counter,
+        "Requests or connections matched by an RBAC LOG (Istio AUDIT) policy.",
+        |c: &[&ListenerCells]| sum(c, |x| x.rbac_logged.get())
+    );
+    per_key!(
+        st.listeners,
+        "listener",
+        "ringmesh_http_path_rejected_total",
+        counter,
+        "Requests answered 400 for their path (escaped slashes, invalid percent-encoding).",
+        |c: &[&ListenerCells]| sum(c, |x| x.rq_path_rejected.get())
     );
     st.listeners.for_each_key(|k, cells| {
         for (i, class) in CLASSES.iter().enumerate() {

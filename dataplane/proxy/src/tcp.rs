@@ -8,12 +8,12 @@ use monoio::{
     io::{zero_copy, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable},
     net::TcpStream,
 };
-use ringmesh_config::ListenerKind;
+use ringmesh_config::{authz::AuthzInput, ListenerKind};
 
 use crate::{
     io::{pump, ReadIo, WriteIo},
     shard::ShardCtx,
-    stats::ListenerStats,
+    stats::{record_verdict, ListenerStats},
     tls::{TlsReadHalf, TlsStream, TlsWriteHalf},
     upstream::{acquire_fresh, UpStream},
 };
@@ -98,15 +98,29 @@ pub async fn serve(
 ) {
     let peer = conn.peer;
     let snap = ctx.snapshot();
-    let cluster = match snap
-        .listeners
-        .iter()
-        .find(|l| l.name == listener)
-        .map(|l| &l.kind)
-    {
-        Some(ListenerKind::Tcp { cluster_idx, .. }) => snap.clusters[*cluster_idx as usize].clone(),
+    let Some(l) = snap.listeners.iter().find(|l| l.name == listener) else {
+        return;
+    };
+    let cluster = match &l.kind {
+        ListenerKind::Tcp { cluster_idx, .. } => snap.clusters[*cluster_idx as usize].clone(),
         _ => return,
     };
+    // Network RBAC: checked once, before anything is sent upstream; a
+    // denied connection is closed (Envoy's network RBAC filter).
+    if !l.rbac.is_empty() {
+        let principal = conn.peer_identity.as_ref().map(|id| id.to_string());
+        let verdict = l.rbac.evaluate(&AuthzInput {
+            request: None,
+            peer: peer.ip(),
+            destination: conn.destination(),
+            principal: principal.as_deref(),
+            sni: conn.sni.as_deref(),
+        });
+        record_verdict(&ls, &listener, &verdict, peer, principal.as_deref(), None);
+        if verdict.denied.is_some() {
+            return;
+        }
+    }
     drop(snap);
     let cells = ctx.stats.cluster(cluster.id, &cluster.name);
     let tls = match ctx.client_tls(&cluster) {

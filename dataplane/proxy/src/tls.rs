@@ -280,6 +280,15 @@ impl TlsStream {
         ringmesh_tls::peer_identity(&self.conn)
     }
 
+    /// The server name the client sent (server side, after the
+    /// handshake).
+    pub fn server_name(&self) -> Option<&str> {
+        match &self.conn {
+            Connection::Server(s) => s.server_name(),
+            Connection::Client(_) => None,
+        }
+    }
+
     /// The peer's leaf certificate (after the handshake).
     pub fn peer_leaf(&self) -> Option<&[u8]> {
         self.conn.peer_certificates()?.first().map(|c| c.as_ref())

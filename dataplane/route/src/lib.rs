@@ -30,11 +30,11 @@ mod weighted;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use domain::{classify, strip_port, with_lowercase, DomainIndex};
-use matcher::{CompiledHeader, CompiledQuery, Conditions, FullRegex};
 pub use matcher::{
-    HeaderMatch, HeaderMatcher, HeaderSource, NoHeaders, QueryMatch, QueryParameterMatcher,
-    Request, StringMatch, StringMatcher,
+    CompiledHeader, CompiledString, HeaderMatch, HeaderMatcher, HeaderSource, NoHeaders,
+    QueryMatch, QueryParameterMatcher, Request, StringMatch, StringMatcher,
 };
+use matcher::{CompiledQuery, Conditions, FullRegex};
 use path::{Kind, PathIndex};
 pub use ser::format_duration;
 pub use weighted::{ClusterRef, Destination, WeightedCluster, WeightedClusters};

@@ -281,7 +281,7 @@ pub fn check_regex(pattern: &str) -> Result<(), String> {
 }
 
 /// A field (relative to the matcher) and the reason it was rejected.
-pub(crate) type Invalid = (String, String);
+pub type Invalid = (String, String);
 
 /// A regex that must match the whole input (Envoy's `safe_regex`, RE2's
 /// `FullMatch`): the parsed pattern is wrapped in start/end anchors as a
@@ -344,7 +344,7 @@ enum Pattern {
 /// A compiled [`StringMatcher`]. With `ignore_case`, patterns are stored
 /// lowercased and compared ASCII case-insensitively.
 #[derive(Clone, Debug)]
-pub(crate) struct CompiledString {
+pub struct CompiledString {
     pattern: Pattern,
     ignore_case: bool,
 }
@@ -352,7 +352,7 @@ pub(crate) struct CompiledString {
 impl CompiledString {
     /// Errors name the field relative to the matcher (`exact`, `regex`,
     /// `ignore_case`, ...).
-    pub(crate) fn compile(m: &StringMatcher) -> Result<CompiledString, Invalid> {
+    pub fn compile(m: &StringMatcher) -> Result<CompiledString, Invalid> {
         let (key, value) = m.pattern.key_and_value();
         let bytes = |s: &str| -> Box<[u8]> {
             if m.ignore_case {
@@ -388,7 +388,7 @@ impl CompiledString {
     }
 
     #[inline]
-    pub(crate) fn matches(&self, v: &[u8]) -> bool {
+    pub fn matches(&self, v: &[u8]) -> bool {
         let ic = self.ignore_case;
         let eq = |a: &[u8], b: &[u8]| {
             if ic {
@@ -467,7 +467,7 @@ enum Rule {
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct CompiledHeader {
+pub struct CompiledHeader {
     name: HeaderName,
     rule: Rule,
     invert: bool,
@@ -475,7 +475,7 @@ pub(crate) struct CompiledHeader {
 }
 
 impl CompiledHeader {
-    pub(crate) fn compile(m: &HeaderMatcher) -> Result<CompiledHeader, Invalid> {
+    pub fn compile(m: &HeaderMatcher) -> Result<CompiledHeader, Invalid> {
         let name = header_name(&m.name).map_err(|r| ("name".to_owned(), r))?;
         let rule = match &m.rule {
             HeaderMatch::Present(p) => Rule::Present(*p),
@@ -490,7 +490,7 @@ impl CompiledHeader {
     }
 
     #[inline]
-    pub(crate) fn matches(&self, req: &Request<'_>) -> bool {
+    pub fn matches(&self, req: &Request<'_>) -> bool {
         with_header_value(req, &self.name, |value| {
             let value = match value {
                 Some(v) => v,

@@ -51,6 +51,7 @@ use ringmesh_config::model::{
 pub use self::tls::{SecretRefs, OWN_CERT, ROOT_CA};
 use crate::wire::{self, pb};
 
+mod rbac;
 mod tls;
 
 /// The resource types a sidecar takes over ADS.
@@ -320,17 +321,17 @@ fn listener(
     let selected = tls::select_chain(l)?;
     let chain = selected.chain;
     let ci = selected.index;
-    let filter = match chain.filters.as_slice() {
-        [f] => f,
-        [] => return reject(format!("filter_chains[{ci}].filters"), "no network filter"),
-        _ => {
-            return reject(
-                format!("filter_chains[{ci}].filters"),
-                "only one network filter (http_connection_manager or tcp_proxy) is supported",
-            )
-        }
+    // Network RBAC filters may precede the terminal filter (connection
+    // manager or tcp_proxy), as Istio puts them.
+    let Some((filter, leading)) = chain.filters.split_last() else {
+        return reject(format!("filter_chains[{ci}].filters"), "no network filter");
     };
-    let at = &format!("filter_chains[{ci}].filters[0]");
+    let mut rbac_filters = Vec::new();
+    for (k, f) in leading.iter().enumerate() {
+        let fat = format!("filter_chains[{ci}].filters[{k}]");
+        rbac_filters.push(network_rbac(&fat, f)?);
+    }
+    let at = &format!("filter_chains[{ci}].filters[{}]", leading.len());
     let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
         return reject(
             format!("{at}.typed_config"),
@@ -347,6 +348,8 @@ fn listener(
         tls: (selected.mode != DownstreamTlsMode::Disable).then_some(ListenerTlsSpec {
             mode: selected.mode,
         }),
+        rbac: Vec::new(),
+        path_normalization: None,
     };
     let refs = selected.refs;
     use pb::envoy::extensions::filters::network::{
@@ -359,6 +362,12 @@ fn listener(
         let (route_name, inline_route, rds) =
             hcm_routes(name, &format!("{at}.typed_config"), &hcm)?;
         spec.route_config = Some(route_name);
+        rbac_filters.extend(hcm_rbac(&format!("{at}.typed_config"), &hcm)?);
+        spec.rbac = rbac_filters;
+        spec.path_normalization = Some(rbac::path_normalization(
+            &format!("{at}.typed_config"),
+            &hcm,
+        )?);
         Ok(XdsListener {
             spec,
             inline_route,
@@ -382,6 +391,7 @@ fn listener(
         };
         spec.protocol = ListenerProtocol::Tcp;
         spec.cluster = Some(cluster);
+        spec.rbac = rbac_filters;
         Ok(XdsListener {
             spec,
             inline_route: None,
@@ -410,30 +420,7 @@ fn hcm_routes(
     at: &str,
     hcm: &pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager,
 ) -> Result<(String, Option<RouteConfigSpec>, Option<String>), Reject> {
-    use pb::envoy::extensions::filters::{
-        http::router::v3::Router,
-        network::http_connection_manager::v3::{
-            http_connection_manager::RouteSpecifier, http_filter,
-        },
-    };
-    use prost::Name;
-    for (i, f) in hcm.http_filters.iter().enumerate() {
-        let router = match &f.config_type {
-            Some(http_filter::ConfigType::TypedConfig(a)) => a.type_url == Router::type_url(),
-            None => f.name == "envoy.filters.http.router",
-            Some(_) => false,
-        };
-        if !router {
-            return reject(
-                format!("{at}.http_filters[{i}]"),
-                format!(
-                    "unsupported HTTP filter {:?}; only the router ({}) is supported",
-                    f.name,
-                    Router::full_name()
-                ),
-            );
-        }
-    }
+    use pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
     match &hcm.route_specifier {
         Some(RouteSpecifier::Rds(rds)) => {
             if rds.route_config_name.is_empty() {
@@ -457,6 +444,107 @@ fn hcm_routes(
         ),
         None => reject(format!("{at}.rds"), "missing (give rds or route_config)"),
     }
+}
+
+/// A network filter before the terminal one: only RBAC is supported.
+fn network_rbac(
+    at: &str,
+    f: &pb::envoy::config::listener::v3::Filter,
+) -> Result<ringmesh_config::model::RbacFilterSpec, Reject> {
+    use pb::envoy::{
+        config::listener::v3::filter::ConfigType,
+        extensions::filters::network::rbac::v3::Rbac as NetworkRbac,
+    };
+    use prost::Name;
+    match &f.config_type {
+        Some(ConfigType::TypedConfig(any)) if any.type_url == NetworkRbac::type_url() => {
+            let cfg: NetworkRbac = wire::decode(&any.type_url, &any.value)
+                .map_err(|r| (format!("{at}.typed_config"), r))?;
+            rbac::network_filter(&format!("{at}.typed_config"), &f.name, &cfg)
+        }
+        Some(ConfigType::TypedConfig(any)) => reject(
+            format!("{at}.typed_config"),
+            format!(
+                "unsupported network filter {:?} (type {}) before the terminal filter; only {} \
+                 may precede http_connection_manager or tcp_proxy",
+                f.name,
+                any.type_url,
+                NetworkRbac::full_name()
+            ),
+        ),
+        _ => reject(
+            format!("{at}.typed_config"),
+            "missing (the filter's configuration must be given inline)",
+        ),
+    }
+}
+
+/// The connection manager's HTTP filters: RBAC filters, then the router
+/// last. Anything else is rejected.
+fn hcm_rbac(
+    at: &str,
+    hcm: &pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager,
+) -> Result<Vec<ringmesh_config::model::RbacFilterSpec>, Reject> {
+    use pb::envoy::extensions::filters::{
+        http::{rbac::v3::Rbac as HttpRbac, router::v3::Router},
+        network::http_connection_manager::v3::http_filter,
+    };
+    use prost::Name;
+    let mut out = Vec::new();
+    let n = hcm.http_filters.len();
+    for (i, f) in hcm.http_filters.iter().enumerate() {
+        let fat = format!("{at}.http_filters[{i}]");
+        let any = match &f.config_type {
+            Some(http_filter::ConfigType::TypedConfig(a)) => Some(a),
+            None => None,
+            Some(_) => {
+                return reject(
+                    format!("{fat}.config_discovery"),
+                    "filter configuration discovery (ECDS) is not supported",
+                )
+            }
+        };
+        let router = match any {
+            Some(a) => a.type_url == Router::type_url(),
+            None => f.name == "envoy.filters.http.router",
+        };
+        if router {
+            if i + 1 != n {
+                return reject(fat, "the router must be the last HTTP filter");
+            }
+            continue;
+        }
+        match any {
+            Some(a) if a.type_url == HttpRbac::type_url() => {
+                if f.disabled {
+                    return reject(
+                        format!("{fat}.disabled"),
+                        "RBAC filters enabled per route are not supported",
+                    );
+                }
+                let cfg: HttpRbac = wire::decode(&a.type_url, &a.value)
+                    .map_err(|r| (format!("{fat}.typed_config"), r))?;
+                out.push(rbac::http_filter(
+                    &format!("{fat}.typed_config"),
+                    &f.name,
+                    &cfg,
+                )?);
+            }
+            _ => {
+                return reject(
+                    fat,
+                    format!(
+                        "unsupported HTTP filter {:?}; supported: {} (before the router) and \
+                         the router ({})",
+                        f.name,
+                        HttpRbac::full_name(),
+                        Router::full_name()
+                    ),
+                )
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn route_config(

@@ -60,6 +60,12 @@ fn expected(cluster: &str, endpoints: &[SocketAddr]) -> ProxyConfig {
             cluster: None,
             original_dst: false,
             tls: None,
+            rbac: Vec::new(),
+            path_normalization: Some(ringmesh_config::model::PathNormalizationSpec {
+                normalize: None,
+                merge_slashes: Some(false),
+                escaped_slashes: None,
+            }),
         }],
         route_configs: vec![RouteConfigSpec {
             name: "main".into(),

@@ -921,6 +921,19 @@ fn authorization_policy() {
                 "error[RM0003] spec.rules[0].when[0].values[1]: invalid port \"x\" (expected a number 0-65535)",
                 "error[RM0003] spec.rules[0].when[1].notValues[0]: invalid CIDR \"1.1.1.1/40\": the prefix length must be 0-32",
                 "error[RM0003] spec.rules[0].when[3].key: unknown condition key \"request.headers[]\" (supported: request.headers[NAME], source.ip, remote.ip, source.namespace, source.principal, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[NAME], destination.ip, destination.port, connection.sni)",
+                "warning[RM0010] spec.rules[0].when[2].key: request.auth.claims[groups] is not evaluated by Ringmesh yet (no JWT authentication, no experimental attributes): an ALLOW or AUDIT rule using it never matches, a DENY rule is applied without it (it denies more)",
+            ],
+        ),
+        (
+            r#"
+            action: DENY
+            rules:
+            - from: [{source: {notRequestPrincipals: ['*']}}]
+              to: [{operation: {paths: ['/a/{**}/{*}']}}]
+            "#,
+            &[
+                "error[RM0003] spec.rules[0].to[0].operation.paths[0]: invalid path template \"/a/{**}/{*}\" ({**} must be the last operator)",
+                "warning[RM0010] spec.rules[0].from[0].source.notRequestPrincipals: notRequestPrincipals needs JWT authentication (RequestAuthentication), which Ringmesh does not do yet: an ALLOW or AUDIT rule using it never matches, a DENY rule is applied without it (it denies more)",
             ],
         ),
         (

@@ -127,6 +127,21 @@ pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, cx: &mut Ctx, p: &F
 
 fn source(cx: &mut Ctx, p: &FieldPath, s: &Source) {
     for (field, values) in [
+        ("requestPrincipals", &s.request_principals),
+        ("notRequestPrincipals", &s.not_request_principals),
+    ] {
+        if !values.is_empty() {
+            cx.ignored(
+                &p.key(field),
+                format!(
+                    "{field} needs JWT authentication (RequestAuthentication), which Ringmesh \
+                     does not do yet: an ALLOW or AUDIT rule using it never matches, a DENY rule \
+                     is applied without it (it denies more)"
+                ),
+            );
+        }
+    }
+    for (field, values) in [
         ("principals", &s.principals),
         ("notPrincipals", &s.not_principals),
         ("requestPrincipals", &s.request_principals),
@@ -203,11 +218,21 @@ fn path_error(path: &str) -> Option<String> {
             && path
                 .split('/')
                 .all(|seg| !(seg.contains(['{', '}', '*']) && seg != "{*}" && seg != "{**}"));
-        return (!ok).then(|| {
-            format!(
+        if !ok {
+            return Some(format!(
                 "invalid path template {path:?} ({{*}} and {{**}} must each be a whole segment)"
-            )
-        });
+            ));
+        }
+        // Envoy's URI templates (and Istio): `{**}` only as the last operator.
+        if path
+            .find("{**}")
+            .is_some_and(|i| path[i + 4..].contains('{'))
+        {
+            return Some(format!(
+                "invalid path template {path:?} ({{**}} must be the last operator)"
+            ));
+        }
+        return None;
     }
     let trimmed = path.strip_prefix('*').unwrap_or(path);
     let trimmed = trimmed.strip_suffix('*').unwrap_or(trimmed);
@@ -241,6 +266,17 @@ fn condition(cx: &mut Ctx, p: &FieldPath, c: &Condition) {
     }
     if c.values.is_empty() && c.not_values.is_empty() {
         cx.invalid(p, "set values or notValues");
+    }
+    if c.key.starts_with("request.auth.") || c.key.starts_with("experimental.") {
+        cx.ignored(
+            &p.key("key"),
+            format!(
+                "{} is not evaluated by Ringmesh yet (no JWT authentication, no experimental \
+                 attributes): an ALLOW or AUDIT rule using it never matches, a DENY rule is \
+                 applied without it (it denies more)",
+                c.key
+            ),
+        );
     }
     for (field, values) in [("values", &c.values), ("notValues", &c.not_values)] {
         match c.key.as_str() {
@@ -288,10 +324,18 @@ mod tests {
 
     #[test]
     fn paths() {
-        for ok in ["/api", "/api/*", "*/info", "*", "/a/{*}/b", "/a/{**}"] {
+        for ok in [
+            "/api",
+            "/api/*",
+            "*/info",
+            "*",
+            "/a/{*}/b",
+            "/a/{**}",
+            "/a/{*}/{**}",
+        ] {
             assert_eq!(path_error(ok), None, "{ok}");
         }
-        for bad in ["", "/a*b", "*a*", "/a/{x}", "/a/b{*}"] {
+        for bad in ["", "/a*b", "*a*", "/a/{x}", "/a/b{*}", "/a/{**}/{*}"] {
             assert!(path_error(bad).is_some(), "{bad}");
         }
     }

@@ -7,6 +7,7 @@ mod determinism;
 mod listeners;
 mod mtls;
 mod node;
+mod rbac;
 mod routes;
 mod scoping;
 

@@ -1,6 +1,7 @@
 use prost::Name;
 
 mod l7;
+mod rbac;
 mod tls;
 
 use super::*;
@@ -172,6 +173,12 @@ fn http_listener_with_rds() {
             cluster: None,
             original_dst: false,
             tls: None,
+            rbac: Vec::new(),
+            path_normalization: Some(ringmesh_config::model::PathNormalizationSpec {
+                normalize: None,
+                merge_slashes: Some(false),
+                escaped_slashes: None,
+            }),
         }
     );
     assert_eq!(l.rds.as_deref(), Some("main"));
