@@ -130,10 +130,10 @@ build() {
     # and a rebuild in the middle of a run must not swap the binary under
     # the later repetitions.
     mkdir -p "$WORK/bin"
-    cp "$ROOT/target/release/ringmesh-bench" "$WORK/bin/"
+    cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/ringmesh-bench" "$WORK/bin/"
     BENCH=$WORK/bin/ringmesh-bench
     if has "$PROXIES" ringmesh; then
-        cp "$ROOT/target/release/ringmesh-proxy" "$WORK/bin/"
+        cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/ringmesh-proxy" "$WORK/bin/"
         RINGMESH=$WORK/bin/ringmesh-proxy
         RINGMESH_SHA=$(sha256sum "$RINGMESH" | cut -c1-12)
     fi

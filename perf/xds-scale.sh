@@ -81,7 +81,7 @@ PROFILE=${PROFILE:-release}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-BIN=$ROOT/target/$PROFILE
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 CARGO_PROFILE=()
 [ "$PROFILE" = release ] && CARGO_PROFILE=(--release)
 

@@ -41,6 +41,11 @@ if [ "${SKIP_PERF:-0}" != 1 ] && [ -f perf/harness.sh ]; then
     bash perf/harness.sh --smoke
 fi
 
+if [ "${SKIP_PERF:-0}" != 1 ] && [ -f perf/xds-scale.sh ]; then
+    step "control-plane scale (smoke: 200 simulated Delta ADS sidecars, correctness only)"
+    bash perf/xds-scale.sh --smoke
+fi
+
 if [ "${SKIP_FUZZ:-0}" != 1 ] && [ -f fuzz/run.sh ]; then
     step "fuzz smoke (regressions, then 10 s per target)"
     bash fuzz/run.sh 10

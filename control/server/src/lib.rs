@@ -34,7 +34,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc, time
 use ringmesh_ca::{ca_service, CaOptions, CaStore, ServiceOptions, TokenAuthority};
 use ringmesh_istio::{Diagnostic, Severity};
 use ringmesh_registry::{FileOptions, FileRegistry, MeshState, Registry};
-use ringmesh_translate::{translate, Options as TranslateOptions, ProxyNode};
+use ringmesh_translate::{Options as TranslateOptions, ProxyNode, Translator};
 use ringmesh_xds::{DebounceConfig, Debouncer, ScopeKey, XdsServer};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -277,15 +277,23 @@ impl Controller {
         // Scope → the state version it was last computed from.
         let mut computed: BTreeMap<ScopeKey, String> = BTreeMap::new();
         let mut reported: Vec<Diagnostic> = Vec::new();
-        let mut state = states.borrow_and_update().clone();
+        let state = states.borrow_and_update().clone();
         report(&state, &mut reported);
+        let mut translator = Translator::new(state, self.options.clone());
         loop {
             // New proxies first: they are waiting for their first answer.
-            for scope in self.server.waiting_scopes() {
-                if computed.get(&scope) != Some(&state.version) {
-                    self.compute(&state, &scope, false);
-                    computed.insert(scope, state.version.clone());
+            let version = translator.state().version.clone();
+            let waiting: Vec<ScopeKey> = self
+                .server
+                .waiting_scopes()
+                .into_iter()
+                .filter(|scope| computed.get(scope) != Some(&version))
+                .collect();
+            if !waiting.is_empty() {
+                for scope in &waiting {
+                    computed.insert(scope.clone(), version.clone());
                 }
+                self.compute(&mut translator, waiting, false);
             }
             tokio::select! {
                 changed = states.changed() => {
@@ -293,21 +301,28 @@ impl Controller {
                         warn!("the registry stopped; serving the last state");
                         // Keep answering new proxies from the last state.
                         while requests.changed().await.is_ok() {
-                            for scope in self.server.waiting_scopes() {
-                                self.compute(&state, &scope, false);
-                            }
+                            let waiting = self.server.waiting_scopes();
+                            self.compute(&mut translator, waiting, false);
                         }
                         return;
                     }
-                    state = states.borrow_and_update().clone();
+                    let state = states.borrow_and_update().clone();
                     report(&state, &mut reported);
+                    let started = std::time::Instant::now();
+                    translator = translator.next(state);
                     let active = self.server.retain_active_scopes();
-                    computed.retain(|k, _| active.contains(k));
-                    for scope in active {
-                        self.compute(&state, &scope, true);
-                        computed.insert(scope, state.version.clone());
+                    computed.clear();
+                    for scope in &active {
+                        computed.insert(scope.clone(), translator.state().version.clone());
                     }
-                    info!(version = %state.version, scopes = computed.len(), "mesh state changed");
+                    let classes = self.compute(&mut translator, active, true);
+                    info!(
+                        version = %translator.state().version,
+                        scopes = computed.len(),
+                        classes,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "mesh state changed"
+                    );
                 }
                 changed = requests.changed() => {
                     if changed.is_err() {
@@ -318,17 +333,39 @@ impl Controller {
         }
     }
 
-    fn compute(&self, state: &MeshState, scope: &ScopeKey, debounce: bool) {
-        let Some(node) = ProxyNode::from_scope_key(scope) else {
-            // Only scope keys made by `ProxyNode::scope_key` exist.
-            error!(%scope, "unreadable scope key; not computing it");
-            return;
+    /// Translate `scopes` against the translator's state: once per class
+    /// of equivalent proxies ([`Translator::class_key`]), one shared
+    /// snapshot per class. Returns the number of classes.
+    fn compute(&self, translator: &mut Translator, scopes: Vec<ScopeKey>, debounce: bool) -> usize {
+        // CPU-bound: let the runtime move other tasks off this worker.
+        let work = || {
+            let mut classes: BTreeMap<String, (ProxyNode, Vec<ScopeKey>)> = BTreeMap::new();
+            for scope in scopes {
+                let Some(node) = ProxyNode::from_scope_key(&scope) else {
+                    // Only scope keys made by `ProxyNode::scope_key` exist.
+                    error!(%scope, "unreadable scope key; not computing it");
+                    continue;
+                };
+                classes
+                    .entry(translator.class_key(&node))
+                    .or_insert_with(|| (node, Vec::new()))
+                    .1
+                    .push(scope);
+            }
+            let n = classes.len();
+            for (_, (node, scopes)) in classes {
+                let resources = translator.translate(&node);
+                if debounce {
+                    self.debouncer.publish_group(scopes, resources);
+                } else {
+                    self.server.publish_group(&scopes, resources);
+                }
+            }
+            n
         };
-        let resources = translate(state, &node, &self.options);
-        if debounce {
-            self.debouncer.publish(scope.clone(), resources);
-        } else {
-            self.server.publish(scope.clone(), resources);
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+            _ => work(),
         }
     }
 }

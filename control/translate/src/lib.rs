@@ -97,7 +97,10 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 pub use mtls::{
     client_tls, server_mode, AutoReason, ClientMode, ClientTls, DecidingPolicy, PolicyLevel,
@@ -105,7 +108,7 @@ pub use mtls::{
 };
 pub use node::{IdentitySource, Interception, ProxyNode, META_CERT_CHAIN, META_IDENTITY, META_KEY};
 use ringmesh_registry::MeshState;
-use ringmesh_xds::Resources;
+use ringmesh_xds::{Resource, Resources, TypeUrl};
 use tracing::warn;
 
 use crate::{cds::Clusters, view::View};
@@ -136,42 +139,141 @@ impl Default for Options {
 /// The resources of one proxy. Pure and deterministic: same inputs →
 /// byte-identical resources. Every type (LDS, RDS, CDS, EDS, SDS) is
 /// declared, so an empty set is an explicit answer.
+///
+/// To translate many proxies of one state, use a [`Translator`]: it gives
+/// the same resources and shares the work between them.
 pub fn translate(state: &MeshState, proxy: &ProxyNode, opts: &Options) -> Resources {
     let view = View::new(state, proxy, opts);
-    let redirect = proxy.interception == Interception::Redirect;
-    let mut inbound = view.inbound_ports();
-    for p in &mut inbound {
-        p.tls = mtls::inbound(&view, state, p.port);
-    }
+    let outbound = outbound_part(&view, state);
+    local_part(&view, state, &outbound, opts, &mut |r| Arc::new(r))
+}
 
+/// The outbound half of a proxy's configuration: outbound and fixed
+/// clusters, their load assignments and the route configurations, plus
+/// what the listeners need to know about the routes. It depends on the
+/// proxy only through [`outbound_key`], so proxies with equal keys share
+/// one (see [`Translator`]).
+struct Outbound {
+    resources: Vec<Arc<Resource>>,
+    /// Redirect mode: outbound HTTP port → whether its routes use faults.
+    ports: BTreeMap<u16, bool>,
+    /// Interception NONE: whether the `http_proxy` routes use faults.
+    uses_fault: bool,
+}
+
+fn outbound_part(view: &View, state: &MeshState) -> Outbound {
+    let redirect = view.proxy.interception == Interception::Redirect;
     let mut clusters = Clusters::default();
     cds::fixed(redirect, &mut clusters);
-    cds::outbound(&view, state, &mut clusters);
-    cds::inbound(&inbound, &mut clusters);
-    let authz = rbac::inbound(&view, state);
-
-    let mut routes = Vec::new();
-    let listeners = if redirect {
-        let mut ports = BTreeMap::new();
-        for built in rds::per_port(&view) {
+    cds::outbound(view, state, &mut clusters);
+    let mut out = Outbound {
+        resources: Vec::new(),
+        ports: BTreeMap::new(),
+        uses_fault: false,
+    };
+    if redirect {
+        for built in rds::per_port(view) {
             if let Ok(port) = built.config.name.parse::<u16>() {
-                ports.insert(port, built.uses_fault);
+                out.ports.insert(port, built.uses_fault);
             }
-            routes.push(built.config);
+            out.resources
+                .push(Arc::new(wire::resource(&built.config.name, &built.config)));
         }
         debug_assert_eq!(
-            ports.keys().copied().collect::<Vec<_>>(),
-            rds::outbound_http_ports(&view)
+            out.ports.keys().copied().collect::<Vec<_>>(),
+            rds::outbound_http_ports(view)
                 .into_iter()
                 .collect::<Vec<_>>()
         );
-        lds::redirect(&view, &ports, &inbound, &authz)
     } else {
-        let built = rds::http_proxy(&view);
-        let uses_fault = built.uses_fault;
-        routes.push(built.config);
+        let built = rds::http_proxy(view);
+        out.uses_fault = built.uses_fault;
+        out.resources
+            .push(Arc::new(wire::resource(&built.config.name, &built.config)));
+    }
+    for c in &clusters.clusters {
+        out.resources.push(Arc::new(wire::resource(&c.name, c)));
+    }
+    for a in &clusters.assignments {
+        out.resources
+            .push(Arc::new(wire::resource(&a.cluster_name, a)));
+    }
+    out
+}
+
+/// What [`outbound_part`] depends on besides the mesh state: equal keys
+/// (for one state) give equal outbound parts.
+fn outbound_key(view: &View, labels_matter: bool) -> String {
+    let p = &view.proxy;
+    let mut key = format!(
+        "ns={:?};mode={:?};mtls={};locality={:?};sidecar={:?}",
+        p.namespace,
+        p.interception,
+        mtls::can_mtls(p, view.opts),
+        view.locality(),
+        view.sidecar.map(|s| (&s.meta.namespace, &s.meta.name)),
+    );
+    if labels_matter {
+        key.push_str(&format!(";labels={:?}", p.labels));
+    }
+    key
+}
+
+/// Whether any resource of `state` selects proxies by their labels in a
+/// way the outbound half depends on (a Sidecar or DestinationRule
+/// workload selector, a VirtualService `sourceLabels` match).
+fn outbound_labels_matter(state: &MeshState) -> bool {
+    let m = &state.istio;
+    m.sidecars
+        .iter()
+        .any(|s| s.spec.workload_selector.is_some())
+        || m.destination_rules
+            .iter()
+            .any(|d| d.spec.workload_selector.is_some())
+        || m.virtual_services.iter().any(|vs| {
+            vs.spec
+                .http
+                .iter()
+                .flat_map(|r| &r.matches)
+                .any(|m| !m.source_labels.is_empty())
+                || vs
+                    .spec
+                    .tcp
+                    .iter()
+                    .flat_map(|r| &r.matches)
+                    .any(|m| !m.source_labels.is_empty())
+                || vs
+                    .spec
+                    .tls
+                    .iter()
+                    .flat_map(|r| &r.matches)
+                    .any(|m| !m.source_labels.is_empty())
+        })
+}
+
+/// The proxy-specific half (listeners, inbound clusters, secrets) added
+/// to `outbound`: the complete resources of the proxy of `view`.
+fn local_part(
+    view: &View,
+    state: &MeshState,
+    outbound: &Outbound,
+    opts: &Options,
+    intern: &mut dyn FnMut(Resource) -> Arc<Resource>,
+) -> Resources {
+    let proxy = &view.proxy;
+    let mut inbound = view.inbound_ports();
+    for p in &mut inbound {
+        p.tls = mtls::inbound(view, state, p.port);
+    }
+    let mut clusters = Clusters::default();
+    cds::inbound(&inbound, &mut clusters);
+    let authz = rbac::inbound(view, state);
+
+    let listeners = if proxy.interception == Interception::Redirect {
+        lds::redirect(view, &outbound.ports, &inbound, &authz)
+    } else {
         match proxy.ip {
-            Some(ip) => lds::none(ip, uses_fault, &inbound, &authz),
+            Some(ip) => lds::none(ip, outbound.uses_fault, &inbound, &authz),
             None => {
                 warn!(
                     namespace = proxy.namespace,
@@ -193,20 +295,156 @@ pub fn translate(state: &MeshState, proxy: &ProxyNode, opts: &Options) -> Resour
     ] {
         out.declare(t);
     }
-    for l in &listeners {
-        out.insert(wire::resource(&l.name, l));
+    for r in &outbound.resources {
+        out.insert(r.clone());
     }
-    for r in &routes {
-        out.insert(wire::resource(&r.name, r));
+    for l in &listeners {
+        out.insert(intern(wire::resource(&l.name, l)));
     }
     for c in &clusters.clusters {
-        out.insert(wire::resource(&c.name, c));
+        out.insert(intern(wire::resource(&c.name, c)));
     }
     for a in &clusters.assignments {
-        out.insert(wire::resource(&a.cluster_name, a));
+        out.insert(intern(wire::resource(&a.cluster_name, a)));
     }
-    for s in mtls::secrets(&view.proxy, opts) {
-        out.insert(wire::resource(&s.name, &s));
+    for s in mtls::secrets(proxy, opts) {
+        out.insert(intern(wire::resource(&s.name, &s)));
     }
     out
+}
+
+/// Translates the proxies of one mesh state, sharing the work: the state
+/// is sorted and indexed once, the outbound half (clusters, load
+/// assignments, routes — most of the bytes) is computed and encoded once
+/// per [`outbound_key`] instead of once per proxy, and every resource is
+/// interned, so equal resources of different proxies (and of the
+/// previous state, see [`Translator::next`]) are one `Arc`. The result
+/// for each proxy equals [`translate`]'s, byte for byte.
+pub struct Translator {
+    state: Arc<MeshState>,
+    opts: Options,
+    index: view::Index,
+    /// `state.workloads` positions by address.
+    by_ip: HashMap<std::net::IpAddr, Vec<usize>>,
+    labels_matter: bool,
+    outbound: HashMap<String, Arc<Outbound>>,
+    /// (type URL, name, version) → the one shared copy, this state's.
+    interned: HashMap<(TypeUrl, String, String), Arc<Resource>>,
+    /// The previous state's interned resources, reused when unchanged.
+    previous: HashMap<(TypeUrl, String, String), Arc<Resource>>,
+}
+
+impl Translator {
+    pub fn new(state: Arc<MeshState>, opts: Options) -> Translator {
+        let mut by_ip: HashMap<std::net::IpAddr, Vec<usize>> = HashMap::new();
+        for (i, w) in state.workloads.iter().enumerate() {
+            by_ip.entry(w.address).or_default().push(i);
+        }
+        Translator {
+            index: view::Index::new(&state),
+            by_ip,
+            labels_matter: outbound_labels_matter(&state),
+            state,
+            opts,
+            outbound: HashMap::new(),
+            interned: HashMap::new(),
+            previous: HashMap::new(),
+        }
+    }
+
+    /// A translator of `state` that reuses this one's resources where
+    /// they did not change (same `Arc`, so memory stays shared).
+    pub fn next(self, state: Arc<MeshState>) -> Translator {
+        let mut t = Translator::new(state, self.opts);
+        t.previous = self.interned;
+        t
+    }
+
+    pub fn state(&self) -> &Arc<MeshState> {
+        &self.state
+    }
+
+    /// A key equal for two proxies exactly when they get the same
+    /// resources from this state (a sufficient condition: proxies whose
+    /// keys differ may still get equal resources). With REDIRECT
+    /// interception the pod IP only selects the registry workload, so
+    /// the pods of one workload (equal node metadata, workload equal but
+    /// for its name and address) share a key.
+    pub fn class_key(&self, proxy: &ProxyNode) -> String {
+        if proxy.interception != Interception::Redirect {
+            return proxy.scope_key().as_str().to_owned();
+        }
+        let workload = proxy.ip.and_then(|ip| {
+            self.by_ip
+                .get(&ip)?
+                .iter()
+                .map(|&i| &self.state.workloads[i])
+                .filter(|w| w.namespace == proxy.namespace)
+                .min()
+        });
+        let without_ip = ProxyNode {
+            ip: None,
+            ..proxy.clone()
+        };
+        let mut key = without_ip.scope_key().as_str().to_owned();
+        if let Some(w) = workload {
+            key.push_str(&format!(
+                "|wl={:?}",
+                (
+                    &w.labels,
+                    &w.service_account,
+                    &w.locality,
+                    &w.ports,
+                    w.weight,
+                    w.has_sidecar
+                )
+            ));
+        }
+        key
+    }
+
+    /// The resources of `proxy`: equal to [`translate`] of this state.
+    pub fn translate(&mut self, proxy: &ProxyNode) -> Resources {
+        let Translator {
+            state,
+            opts,
+            index,
+            labels_matter,
+            outbound,
+            by_ip: _,
+            interned,
+            previous,
+        } = self;
+        let view = View::indexed(state, index, proxy, opts);
+        let key = outbound_key(&view, *labels_matter);
+        let shared = match outbound.get(&key) {
+            Some(o) => o.clone(),
+            None => {
+                let mut o = outbound_part(&view, state);
+                for r in &mut o.resources {
+                    *r = intern(interned, previous, r.clone());
+                }
+                let o = Arc::new(o);
+                outbound.insert(key, o.clone());
+                o
+            }
+        };
+        local_part(&view, state, &shared, opts, &mut |r| {
+            intern(interned, previous, Arc::new(r))
+        })
+    }
+}
+
+fn intern(
+    interned: &mut HashMap<(TypeUrl, String, String), Arc<Resource>>,
+    previous: &HashMap<(TypeUrl, String, String), Arc<Resource>>,
+    r: Arc<Resource>,
+) -> Arc<Resource> {
+    let key = (r.type_url(), r.name.clone(), r.version.clone());
+    if let Some(have) = interned.get(&key) {
+        return have.clone();
+    }
+    let shared = previous.get(&key).cloned().unwrap_or(r);
+    interned.insert(key, shared.clone());
+    shared
 }

@@ -5,7 +5,7 @@
 //! the translation that follows is deterministic whatever the input order.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
@@ -140,8 +140,52 @@ pub(crate) struct View<'a> {
     all_ports: BTreeMap<String, Vec<u16>>,
     registry_services: Vec<&'a Service>,
     workloads: Vec<&'a Workload>,
+    /// Positions in `workloads` by `namespace\0key\0value` (from an
+    /// [`Index`]); without one, selectors scan every workload.
+    by_label: Option<&'a HashMap<String, Vec<u32>>>,
     virtual_services: Vec<&'a Resource<VirtualService>>,
     destination_rules: Vec<&'a Resource<DestinationRule>>,
+}
+
+/// Per mesh state, what every [`View`] of it needs sorted and indexed:
+/// built once per state instead of once per proxy.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// `state.workloads` positions in `Workload` order.
+    workloads: Vec<usize>,
+    /// `state.services` positions in `Service` order.
+    services: Vec<usize>,
+    /// Positions in `workloads` by [`label_key`].
+    by_label: HashMap<String, Vec<u32>>,
+}
+
+impl Index {
+    pub(crate) fn new(state: &MeshState) -> Index {
+        let mut workloads: Vec<usize> = (0..state.workloads.len()).collect();
+        workloads.sort_by(|&a, &b| state.workloads[a].cmp(&state.workloads[b]));
+        let mut services: Vec<usize> = (0..state.services.len()).collect();
+        services.sort_by(|&a, &b| state.services[a].cmp(&state.services[b]));
+        let mut by_label: HashMap<String, Vec<u32>> = HashMap::new();
+        for (pos, &i) in workloads.iter().enumerate() {
+            let w = &state.workloads[i];
+            for (k, v) in &w.labels {
+                let pos = u32::try_from(pos).expect("fewer than 2^32 workloads");
+                by_label
+                    .entry(label_key(&w.namespace, k, v))
+                    .or_default()
+                    .push(pos);
+            }
+        }
+        Index {
+            workloads,
+            services,
+            by_label,
+        }
+    }
+}
+
+fn label_key(ns: &str, k: &str, v: &str) -> String {
+    format!("{ns}\0{k}\0{v}")
 }
 
 fn sorted_resources<T>(v: &[Resource<T>]) -> Vec<&Resource<T>> {
@@ -207,7 +251,41 @@ impl<'a> View<'a> {
         workloads.sort();
         let mut registry_services: Vec<&Service> = state.services.iter().collect();
         registry_services.sort();
+        Self::build(state, workloads, registry_services, None, proxy, opts)
+    }
 
+    /// [`View::new`] from the sorted lists of an [`Index`] of `state`
+    /// (the same view, without sorting and scanning per proxy).
+    pub(crate) fn indexed(
+        state: &'a MeshState,
+        index: &'a Index,
+        proxy: &ProxyNode,
+        opts: &'a Options,
+    ) -> View<'a> {
+        let workloads = index
+            .workloads
+            .iter()
+            .map(|&i| &state.workloads[i])
+            .collect();
+        let services = index.services.iter().map(|&i| &state.services[i]).collect();
+        Self::build(
+            state,
+            workloads,
+            services,
+            Some(&index.by_label),
+            proxy,
+            opts,
+        )
+    }
+
+    fn build(
+        state: &'a MeshState,
+        workloads: Vec<&'a Workload>,
+        registry_services: Vec<&'a Service>,
+        by_label: Option<&'a HashMap<String, Vec<u32>>>,
+        proxy: &ProxyNode,
+        opts: &'a Options,
+    ) -> View<'a> {
         let mut proxy = proxy.clone();
         let workload = proxy.ip.and_then(|ip| {
             workloads
@@ -237,6 +315,7 @@ impl<'a> View<'a> {
             all_ports: BTreeMap::new(),
             registry_services,
             workloads,
+            by_label,
             virtual_services: Vec::new(),
             destination_rules: Vec::new(),
         };
@@ -591,9 +670,30 @@ impl<'a> View<'a> {
         ns: &'a str,
         selector: &'a BTreeMap<String, String>,
     ) -> impl Iterator<Item = &'a Workload> + '_ {
-        self.workloads.iter().copied().filter(move |w| {
-            w.ready && w.namespace == ns && !selector.is_empty() && selects(selector, &w.labels)
-        })
+        self.selector_candidates(ns, selector)
+            .filter(move |w| w.ready && w.namespace == ns && selects(selector, &w.labels))
+    }
+
+    /// The workloads (in order) that `selector` may pick in `ns`: none
+    /// for an empty selector, those with its first label when indexed,
+    /// else all of them.
+    fn selector_candidates(
+        &self,
+        ns: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Box<dyn Iterator<Item = &'a Workload> + '_> {
+        let Some((k, v)) = selector.iter().next() else {
+            return Box::new(std::iter::empty());
+        };
+        match self.by_label {
+            Some(index) => {
+                let positions = index
+                    .get(&label_key(ns, k, v))
+                    .map_or(&[][..], Vec::as_slice);
+                Box::new(positions.iter().map(|&p| self.workloads[p as usize]))
+            }
+            None => Box::new(self.workloads.iter().copied()),
+        }
     }
 
     /// The endpoints of `svc` on `port` whose labels include
@@ -682,13 +782,8 @@ impl<'a> View<'a> {
         let td = &self.opts.trust_domain;
         let mut out: Vec<String> = match svc.source {
             Source::Registry(s) => self
-                .workloads
-                .iter()
-                .filter(|w| {
-                    w.namespace == s.namespace
-                        && !s.selector.is_empty()
-                        && selects(&s.selector, &w.labels)
-                })
+                .selector_candidates(&s.namespace, &s.selector)
+                .filter(|w| w.namespace == s.namespace && selects(&s.selector, &w.labels))
                 .filter(|w| !w.service_account.is_empty())
                 .map(|w| format!("spiffe://{td}/ns/{}/sa/{}", w.namespace, w.service_account))
                 .collect(),

@@ -6,7 +6,7 @@
 //! the quiet period — but never later than the maximum delay after the
 //! first unpublished change, so a steady trickle cannot starve proxies.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tokio::{
     sync::{mpsc, oneshot},
@@ -14,7 +14,7 @@ use tokio::{
 };
 use tracing::debug;
 
-use crate::{Resources, ScopeKey, XdsServer};
+use crate::{resource::Snapshot, Resources, ScopeKey, XdsServer};
 
 /// Timing of a [`Debouncer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl Window {
 }
 
 enum Command {
-    Publish(ScopeKey, Resources),
+    Publish(Vec<ScopeKey>, Arc<Snapshot>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -88,7 +88,15 @@ impl Debouncer {
     pub fn publish(&self, scope: impl Into<ScopeKey>, resources: Resources) {
         // The task only ends once every sender is gone, so this cannot
         // fail while `self` exists.
-        let _ = self.tx.send(Command::Publish(scope.into(), resources));
+        let snapshot = Arc::new(Snapshot::new(resources));
+        let _ = self.tx.send(Command::Publish(vec![scope.into()], snapshot));
+    }
+
+    /// Queue the same complete `resources` for every scope of `scopes`
+    /// (computed and stored once; see [`XdsServer::publish_group`]).
+    pub fn publish_group(&self, scopes: Vec<ScopeKey>, resources: Resources) {
+        let snapshot = Arc::new(Snapshot::new(resources));
+        let _ = self.tx.send(Command::Publish(scopes, snapshot));
     }
 
     /// Publish everything pending now, and return once it is published.
@@ -101,12 +109,12 @@ impl Debouncer {
 }
 
 async fn run(server: XdsServer, config: DebounceConfig, mut rx: mpsc::UnboundedReceiver<Command>) {
-    let mut pending: BTreeMap<ScopeKey, Resources> = BTreeMap::new();
+    let mut pending: BTreeMap<ScopeKey, Arc<Snapshot>> = BTreeMap::new();
     let mut window = Window::default();
-    let publish_all = |pending: &mut BTreeMap<ScopeKey, Resources>, window: &mut Window| {
+    let publish_all = |pending: &mut BTreeMap<ScopeKey, Arc<Snapshot>>, window: &mut Window| {
         window.clear();
-        for (scope, resources) in std::mem::take(pending) {
-            server.publish(scope, resources);
+        for (scope, snapshot) in std::mem::take(pending) {
+            server.publish_snapshot(scope, snapshot);
         }
     };
     loop {
@@ -119,8 +127,10 @@ async fn run(server: XdsServer, config: DebounceConfig, mut rx: mpsc::UnboundedR
         };
         tokio::select! {
             cmd = rx.recv() => match cmd {
-                Some(Command::Publish(scope, resources)) => {
-                    pending.insert(scope, resources);
+                Some(Command::Publish(scopes, snapshot)) => {
+                    for scope in scopes {
+                        pending.insert(scope, snapshot.clone());
+                    }
                     window.on_change(Instant::now());
                 }
                 Some(Command::Flush(done)) => {

@@ -26,10 +26,17 @@
 //!   proxy keeps its last good configuration meanwhile.
 //! - The generated Envoy types stay inside the `wire` module.
 //!
-//! Cost per push: resources are encoded once per publish and shared by
-//! `Arc`; building a response copies each sent resource's bytes once
+//! Cost per push: resources are encoded once by the caller and shared by
+//! `Arc` ([`XdsServer::publish_group`] shares one snapshot between many
+//! scopes); building a response copies each sent resource's bytes once
 //! (the generated `Any` owns a `Vec<u8>`). A hand-written codec could
 //! write the shared bytes straight to the socket if that ever shows up.
+//!
+//! Cost per stream: per type, the published map it last diffed against
+//! (one `Arc`) and its subscribed names (interned `Arc<str>`), not a
+//! name → version record; a new publish is diffed against that map in
+//! one ordered pass (unchanged resources are usually the same `Arc`). A
+//! stream's status is read from its state only when asked for.
 #![forbid(unsafe_code)]
 
 mod debounce;

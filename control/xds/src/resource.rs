@@ -4,10 +4,12 @@
 
 use std::{
     borrow::Borrow,
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt,
-    sync::{Arc, OnceLock},
+    sync::{Arc, OnceLock, Weak},
 };
+
+use parking_lot::Mutex;
 
 use crate::wire;
 
@@ -219,6 +221,9 @@ impl Fnv64 {
         self.write(&(s.len() as u64).to_le_bytes());
         self.write(s.as_bytes());
     }
+    pub(crate) fn finish(&self) -> u64 {
+        self.0
+    }
     pub(crate) fn hex(&self) -> String {
         format!("{:016x}", self.0)
     }
@@ -303,10 +308,45 @@ impl Resources {
     }
 }
 
+/// The resources of one type, by name.
+pub(crate) type TypeMap = BTreeMap<String, Arc<Resource>>;
+
+/// One copy of each distinct published map: the scopes of thousands of
+/// pods publish equal maps (the same class, or the same outbound part),
+/// which then cost one map, not one each. Found by (type, set version)
+/// and checked member by member, so a hash collision only costs sharing.
+fn share_map(type_url: &TypeUrl, version: &str, map: TypeMap) -> Arc<TypeMap> {
+    type Maps = HashMap<(TypeUrl, String), Weak<TypeMap>>;
+    static MAPS: OnceLock<Mutex<(Maps, usize)>> = OnceLock::new();
+    let mut guard = MAPS.get_or_init(Default::default).lock();
+    let (maps, inserts) = &mut *guard;
+    let key = (type_url.clone(), version.to_owned());
+    if let Some(have) = maps.get(&key).and_then(Weak::upgrade) {
+        let same = have.len() == map.len()
+            && have.iter().zip(map.iter()).all(|((n1, r1), (n2, r2))| {
+                n1 == n2 && (Arc::ptr_eq(r1, r2) || r1.version == r2.version)
+            });
+        if same {
+            return have;
+        }
+    }
+    let shared = Arc::new(map);
+    maps.insert(key, Arc::downgrade(&shared));
+    *inserts += 1;
+    if *inserts >= 1024 {
+        *inserts = 0;
+        maps.retain(|_, w| w.strong_count() > 0);
+    }
+    shared
+}
+
 /// A published [`Resources`] with its per-type versions computed once.
+/// Each type's map sits behind its own `Arc`, so a stream can keep the
+/// map it last diffed against (what its client holds) for the price of
+/// a pointer.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    pub(crate) resources: Resources,
+    pub(crate) by_type: BTreeMap<TypeUrl, Arc<TypeMap>>,
     pub(crate) type_versions: BTreeMap<TypeUrl, String>,
 }
 
@@ -317,7 +357,7 @@ pub(crate) fn empty_set_version() -> String {
 
 impl Snapshot {
     pub(crate) fn new(resources: Resources) -> Self {
-        let type_versions = resources
+        let type_versions: BTreeMap<TypeUrl, String> = resources
             .by_type
             .iter()
             .map(|(t, rs)| {
@@ -325,8 +365,17 @@ impl Snapshot {
                 (t.clone(), v)
             })
             .collect();
+        let by_type = resources
+            .by_type
+            .into_iter()
+            .map(|(t, rs)| {
+                let version: &String = &type_versions[&t];
+                let shared = share_map(&t, version, rs);
+                (t, shared)
+            })
+            .collect();
         Snapshot {
-            resources,
+            by_type,
             type_versions,
         }
     }
@@ -338,20 +387,20 @@ impl Snapshot {
             .unwrap_or_else(empty_set_version)
     }
 
-    pub(crate) fn of_type(&self, type_url: &TypeUrl) -> Option<&BTreeMap<String, Arc<Resource>>> {
-        self.resources.of_type(type_url)
+    pub(crate) fn of_type(&self, type_url: &TypeUrl) -> Option<&Arc<TypeMap>> {
+        self.by_type.get(type_url)
     }
 
     /// Whether `other` serves exactly the same thing: every type with the
     /// same set version. An empty type and an absent one are the same.
     pub(crate) fn same_as(&self, other: &Snapshot) -> bool {
         let empty = empty_set_version();
-        let nonempty = |s: &Snapshot| {
+        let nonempty = |s: &'_ Snapshot| {
             s.type_versions
                 .iter()
                 .filter(|(_, v)| **v != empty)
                 .map(|(t, v)| (t.clone(), v.clone()))
-                .collect::<BTreeMap<_, _>>()
+                .collect::<Vec<_>>()
         };
         nonempty(self) == nonempty(other)
     }

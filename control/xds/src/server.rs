@@ -2,7 +2,7 @@
 //! connected streams, and the task that drives each stream.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     future::Future,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -13,7 +13,7 @@ use std::{
 
 use parking_lot::Mutex;
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore},
     time::Instant,
 };
 use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
@@ -133,7 +133,7 @@ pub(crate) struct Inner {
     /// `None` until the scope's first publish. Locked briefly to find or
     /// create a scope; streams wait on their receiver, not on the lock.
     scopes: Mutex<HashMap<ScopeKey, watch::Sender<Option<Arc<Snapshot>>>>>,
-    streams: Mutex<BTreeMap<u64, Arc<Mutex<StreamStatus>>>>,
+    streams: Mutex<BTreeMap<u64, Arc<dyn StatusCell>>>,
     next_stream_id: AtomicU64,
     /// Bumped by [`XdsServer::close_streams`]; every stream then ends.
     close: watch::Sender<u64>,
@@ -154,14 +154,27 @@ impl XdsServer {
     /// types whose set version differs). Publishing the same versions
     /// again wakes nobody.
     pub fn publish(&self, scope: impl Into<ScopeKey>, resources: Resources) -> bool {
-        let scope = scope.into();
+        self.publish_snapshot(scope.into(), Arc::new(Snapshot::new(resources)))
+    }
+
+    /// [`XdsServer::publish`] the same `resources` to every scope of
+    /// `scopes`: computed, versioned and stored once, shared by all of
+    /// them. Returns how many scopes changed.
+    pub fn publish_group(&self, scopes: &[ScopeKey], resources: Resources) -> usize {
         let snapshot = Arc::new(Snapshot::new(resources));
+        scopes
+            .iter()
+            .filter(|scope| self.publish_snapshot((*scope).clone(), snapshot.clone()))
+            .count()
+    }
+
+    pub(crate) fn publish_snapshot(&self, scope: ScopeKey, snapshot: Arc<Snapshot>) -> bool {
         let mut scopes = self.inner.scopes.lock();
         let tx = scopes
             .entry(scope.clone())
             .or_insert_with(|| watch::channel(None).0);
         let changed = tx.send_if_modified(|current| match current {
-            Some(old) if old.same_as(&snapshot) => false,
+            Some(old) if Arc::ptr_eq(old, &snapshot) || old.same_as(&snapshot) => false,
             _ => {
                 *current = Some(snapshot);
                 true
@@ -225,7 +238,7 @@ impl XdsServer {
     /// Every connected stream, in connection order.
     pub fn status(&self) -> Vec<StreamStatus> {
         let cells: Vec<_> = self.inner.streams.lock().values().cloned().collect();
-        cells.iter().map(|c| c.lock().clone()).collect()
+        cells.iter().map(|c| c.status()).collect()
     }
 
     /// End every open stream (gracefully, with an OK status); clients
@@ -284,6 +297,37 @@ pub(crate) trait StreamProtocol: Default + Send + 'static {
     /// The types the client has asked about.
     fn types(&self) -> Vec<TypeUrl>;
     fn status(&self) -> BTreeMap<TypeUrl, TypeStatus>;
+    /// A response's type, nonce and size (the bytes of its resources).
+    fn sent(resp: &Self::Response) -> (TypeUrl, String, usize);
+    /// The type and nonce a request ACKs or NACKs, if any.
+    fn answers(req: &Self::Request) -> Option<(TypeUrl, String)>;
+}
+
+/// Bytes of responses the whole server has handed to its streams and
+/// not yet seen answered (ACK or NACK): the bound on what waits in
+/// per-connection buffers for slow clients. Streams take their share
+/// first come, first served (a fair semaphore), so a slow client delays
+/// only its own next response once the budget is spent, not everyone's
+/// forever; an answer that never comes frees its share after
+/// [`UNANSWERED_GRACE`].
+const SEND_BUDGET: usize = 256 << 20;
+/// The unit of [`SEND_BUDGET`].
+const PERMIT_BYTES: usize = 4096;
+const UNANSWERED_GRACE: Duration = Duration::from_secs(10);
+
+fn send_budget() -> Arc<Semaphore> {
+    static BUDGET: std::sync::OnceLock<Arc<Semaphore>> = std::sync::OnceLock::new();
+    BUDGET
+        .get_or_init(|| Arc::new(Semaphore::new(SEND_BUDGET / PERMIT_BYTES)))
+        .clone()
+}
+
+/// A sent response's share of the budget, held until it is answered.
+struct Unanswered {
+    type_url: TypeUrl,
+    nonce: String,
+    since: Instant,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// Run one stream on its own task. `open` yields the client's node, its
@@ -308,15 +352,35 @@ where
 
 /// A stream's entry in the registry and its hold on its scope; both are
 /// released on drop, whichever way the stream ends.
-struct Registration {
+struct Registration<P: StreamProtocol> {
     inner: Arc<Inner>,
     id: u64,
     scope: ScopeKey,
     rx: watch::Receiver<Option<Arc<Snapshot>>>,
-    cell: Arc<Mutex<StreamStatus>>,
+    cell: Arc<Cell<P>>,
 }
 
-impl Drop for Registration {
+/// A stream's status, read on demand: its fixed facts, and its protocol
+/// state (which the stream task locks briefly for each step), so nothing
+/// per resource is copied for `proxy-status` until someone asks.
+pub(crate) struct Cell<P> {
+    status: Mutex<StreamStatus>,
+    proto: Mutex<P>,
+}
+
+pub(crate) trait StatusCell: Send + Sync {
+    fn status(&self) -> StreamStatus;
+}
+
+impl<P: StreamProtocol> StatusCell for Cell<P> {
+    fn status(&self) -> StreamStatus {
+        let mut status = self.status.lock().clone();
+        status.types = self.proto.lock().status();
+        status
+    }
+}
+
+impl<P: StreamProtocol> Drop for Registration<P> {
     fn drop(&mut self) {
         self.inner.streams.lock().remove(&self.id);
         // A scope nobody published and nobody waits for any more is
@@ -362,15 +426,18 @@ async fn drive<P, S>(
         }
         rx
     };
-    let cell = Arc::new(Mutex::new(StreamStatus {
-        stream_id: id,
-        protocol: P::PROTOCOL,
-        node: node.clone(),
-        scope: scope.clone(),
-        connected_at: SystemTime::now(),
-        waiting_for_first_publish: true,
-        types: BTreeMap::new(),
-    }));
+    let cell = Arc::new(Cell {
+        status: Mutex::new(StreamStatus {
+            stream_id: id,
+            protocol: P::PROTOCOL,
+            node: node.clone(),
+            scope: scope.clone(),
+            connected_at: SystemTime::now(),
+            waiting_for_first_publish: true,
+            types: BTreeMap::new(),
+        }),
+        proto: Mutex::new(P::default()),
+    });
     inner.streams.lock().insert(id, cell.clone());
     let mut reg = Registration {
         inner: inner.clone(),
@@ -382,8 +449,7 @@ async fn drive<P, S>(
     info!(stream = id, node = %node.id, %scope, protocol = %P::PROTOCOL, "ADS stream opened");
 
     let mut close = inner.close.subscribe();
-    let mut proto = P::default();
-    proto.on_request(first, SystemTime::now());
+    reg.cell.proto.lock().on_request(first, SystemTime::now());
     let mut snapshot = reg.rx.borrow_and_update().clone();
     if snapshot.is_none() {
         match inner.not_ready {
@@ -402,23 +468,34 @@ async fn drive<P, S>(
         _ => None,
     };
 
+    let budget = send_budget();
+    let mut unanswered: VecDeque<Unanswered> = VecDeque::new();
+    // Responses computed but not yet handed to the connection. New ones
+    // are computed only once these are out, so a slow client gets fewer,
+    // fresher responses (a later diff covers what it missed), never a
+    // backlog; and requests are read all the while, so a client blocked
+    // on sending its ACKs never deadlocks with a server blocked on
+    // sending it responses.
+    let mut outbox: VecDeque<P::Response> = VecDeque::new();
+    let mut stale = true;
     loop {
-        if let Some(snap) = &snapshot {
-            let mut types = proto.types();
-            types.sort_by(|a, b| (a.push_rank(), a).cmp(&(b.push_rank(), b)));
-            for t in types {
-                if let Some(resp) = proto.respond(&t, snap, SystemTime::now()) {
-                    if tx.send(Ok(resp)).await.is_err() {
-                        return; // the client went away
-                    }
-                }
+        if outbox.is_empty() && stale {
+            stale = false;
+            if let Some(snap) = &snapshot {
+                // Diff under the lock, send without it.
+                let mut proto = reg.cell.proto.lock();
+                let mut types = proto.types();
+                types.sort_by(|a, b| (a.push_rank(), a).cmp(&(b.push_rank(), b)));
+                outbox = types
+                    .iter()
+                    .filter_map(|t| proto.respond(t, snap, SystemTime::now()))
+                    .collect();
+                // A big answer goes in parts: ask again once these are out
+                // (a no-op diff when nothing is left).
+                stale = !outbox.is_empty();
             }
         }
-        {
-            let mut st = reg.cell.lock();
-            st.waiting_for_first_publish = snapshot.is_none();
-            st.types = proto.status();
-        }
+        reg.cell.status.lock().waiting_for_first_publish = snapshot.is_none();
 
         let give_up = async {
             match deadline {
@@ -426,9 +503,61 @@ async fn drive<P, S>(
                 _ => std::future::pending().await,
             }
         };
+        let oldest = unanswered.front().map(|u| u.since + UNANSWERED_GRACE);
+        let grace_over = async {
+            match oldest {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        // Room for the next response: its share of the server-wide
+        // budget, then a place in the connection's queue.
+        let next_bytes = outbox.front().map(|r| P::sent(r).2);
+        let room = async {
+            match next_bytes {
+                None => std::future::pending().await,
+                Some(bytes) => {
+                    let permits = (bytes / PERMIT_BYTES + 1).min(SEND_BUDGET / PERMIT_BYTES / 4);
+                    let permit = budget.clone().acquire_many_owned(permits as u32).await;
+                    (permit, tx.reserve().await)
+                }
+            }
+        };
         tokio::select! {
+            (permit, slot) = room => {
+                let (Ok(permit), Ok(slot)) = (permit, slot) else {
+                    break; // the client went away
+                };
+                let resp = outbox.pop_front().expect("room is sought only for a waiting response");
+                let (type_url, nonce, _) = P::sent(&resp);
+                slot.send(Ok(resp));
+                unanswered.push_back(Unanswered {
+                    type_url,
+                    nonce,
+                    since: Instant::now(),
+                    _permit: permit,
+                });
+            }
             req = inbound.next() => match req {
-                Some(Ok(req)) => proto.on_request(req, SystemTime::now()),
+                Some(Ok(req)) => {
+                    if let Some((type_url, nonce)) = P::answers(&req) {
+                        // This answer settles its response and every
+                        // earlier one of the type.
+                        if let Some(pos) = unanswered
+                            .iter()
+                            .position(|u| u.type_url == type_url && u.nonce == nonce)
+                        {
+                            let mut i = 0;
+                            unanswered.retain(|u| {
+                                let keep = i > pos || u.type_url != type_url;
+                                i += 1;
+                                keep
+                            });
+                        }
+                    }
+                    reg.cell.proto.lock().on_request(req, SystemTime::now());
+                    stale = true;
+                }
                 Some(Err(status)) => {
                     debug!(stream = id, %status, "ADS stream error");
                     break;
@@ -440,11 +569,18 @@ async fn drive<P, S>(
                     break;
                 }
                 snapshot = reg.rx.borrow_and_update().clone();
+                stale = true;
             }
             () = tx.closed() => break,
             _ = close.changed() => {
                 info!(stream = id, "closing the stream: server shutting down");
                 break;
+            }
+            () = grace_over => {
+                let now = Instant::now();
+                while unanswered.front().is_some_and(|u| u.since + UNANSWERED_GRACE <= now) {
+                    unanswered.pop_front();
+                }
             }
             () = give_up => {
                 warn!(stream = id, %scope, "gave up waiting for the scope's first publish");

@@ -158,7 +158,7 @@ impl SotwStream {
         t.dirty = false;
         t.diffed_version = Some(set);
         let empty = BTreeMap::new();
-        let current = snapshot.of_type(type_url).unwrap_or(&empty);
+        let current = snapshot.of_type(type_url).map_or(&empty, |m| &**m);
         let resources: Vec<Arc<Resource>> = if t.wildcard() {
             current.values().cloned().collect()
         } else {
@@ -228,6 +228,13 @@ impl StreamProtocol for SotwStream {
     }
     fn status(&self) -> BTreeMap<TypeUrl, TypeStatus> {
         SotwStream::status(self)
+    }
+    fn sent(resp: &SotwResponse) -> (TypeUrl, String, usize) {
+        let bytes = resp.resources.iter().map(|r| r.body.value.len()).sum();
+        (resp.type_url.clone(), resp.nonce.clone(), bytes)
+    }
+    fn answers(req: &SotwRequest) -> Option<(TypeUrl, String)> {
+        (!req.response_nonce.is_empty()).then(|| (req.type_url.clone(), req.response_nonce.clone()))
     }
 }
 

@@ -213,6 +213,14 @@ async fn session(env: &Env, proxy: &Proxy, until_complete: bool) -> End {
     };
     proxy.stats.streams.fetch_add(1, Ordering::Relaxed);
     let stats = &proxy.stats;
+    // A reconnecting proxy that already holds everything it subscribes
+    // to is complete at once: the server owes it nothing (and sends what
+    // changed, if anything did).
+    let resumed = proxy.state().is_complete();
+    stats.complete.store(resumed, Ordering::Relaxed);
+    if until_complete && resumed {
+        return End::Complete;
+    }
     loop {
         let next = tokio::select! {
             r = stream.recv() => r,

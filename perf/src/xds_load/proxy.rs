@@ -131,6 +131,8 @@ pub struct TypeState {
     absent: HashSet<Sym>,
     /// Responses of this type on the current stream.
     responses: u64,
+    /// Reconnected holding resources of this (wildcard) type.
+    resumed: bool,
     /// The type's first request went out on the current stream.
     opened: bool,
 }
@@ -182,6 +184,10 @@ impl ProxyState {
             let t = self.t_mut(kind);
             t.responses = 0;
             t.opened = false;
+            // A wildcard type held on reconnecting is complete without an
+            // answer: the server sends nothing when the versions held are
+            // current (and sends what changed otherwise).
+            t.resumed = kind.wildcard() && !t.held.is_empty();
             if !kind.wildcard() && t.subscribed.is_empty() {
                 continue;
             }
@@ -360,7 +366,7 @@ impl ProxyState {
         Kind::ALL.into_iter().all(|k| {
             let t = self.t(k);
             if k.wildcard() {
-                t.responses > 0
+                t.responses > 0 || t.resumed
             } else {
                 t.subscribed
                     .iter()

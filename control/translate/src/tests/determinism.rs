@@ -1,8 +1,13 @@
 //! Same input, same bytes.
 
+use std::sync::Arc;
+
 use super::*;
 
-fn all_bodies(r: &Resources) -> Vec<(String, String, String, Vec<u8>)> {
+/// (type URL, name, version, bytes) of every resource.
+type Bodies = Vec<(String, String, String, Vec<u8>)>;
+
+fn all_bodies(r: &Resources) -> Bodies {
     let mut out = Vec::new();
     for t in r.types() {
         for (name, res) in r.of_type(t).unwrap() {
@@ -168,5 +173,126 @@ fn every_type_is_declared_even_when_empty() {
             "InboundPassthroughCluster",
             "PassthroughCluster"
         ]
+    );
+}
+
+/// Every registry workload's proxy, each mode, with and without an
+/// identity and with metadata labels, plus a second pod of a workload.
+fn every_proxy(state: &MeshState) -> Vec<ProxyNode> {
+    let mut out = nodes();
+    for w in &state.workloads {
+        for mode in [Interception::Redirect, Interception::None] {
+            let mut n = proxy(&w.namespace, &w.address.to_string(), mode);
+            out.push(n.clone());
+            n.identity = IdentitySource::Csr;
+            n.labels = w.labels.clone();
+            out.push(n);
+        }
+    }
+    out
+}
+
+fn options_with_bundle() -> Options {
+    Options {
+        trust_bundle_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn the_translator_gives_what_translate_gives_and_shares_it() {
+    let selectors = "---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews, namespace: bookinfo}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  egress: [{hosts: [./ratings.bookinfo.svc.cluster.local]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: by-source, namespace: bookinfo}
+spec:
+  hosts: [details]
+  http:
+  - match: [{sourceLabels: {app: productpage}}]
+    route: [{destination: {host: reviews}}]
+  - route: [{destination: {host: details}}]
+";
+    // A second pod of reviews-v1 (same workload, another address).
+    let mut twin_state = corpus();
+    let mut twin = twin_state
+        .workloads
+        .iter()
+        .find(|w| w.name == "reviews-v1")
+        .unwrap()
+        .clone();
+    twin.name = "reviews-v1-b".into();
+    twin.address = "10.0.0.39".parse().unwrap();
+    twin_state.workloads.push(twin);
+    let mut with_selectors = super::corpus_plus(selectors);
+    with_selectors
+        .workloads
+        .extend(twin_state.workloads.last().cloned());
+    let opts = options_with_bundle();
+    for state in [corpus(), twin_state, with_selectors] {
+        let state = Arc::new(state);
+        let mut t = Translator::new(state.clone(), opts.clone());
+        let mut by_class: BTreeMap<String, Bodies> = BTreeMap::new();
+        let mut nodes = every_proxy(&state);
+        nodes.push(proxy("bookinfo", "10.0.0.39", Interception::Redirect));
+        for node in &nodes {
+            let shared = all_bodies(&t.translate(node));
+            assert_eq!(shared, all_bodies(&run(&state, node)), "{node:?}");
+            // Equal class keys: equal resources.
+            let class = t.class_key(node);
+            match by_class.get(&class) {
+                Some(first) => assert_eq!(first, &shared, "{class}"),
+                None => {
+                    by_class.insert(class, shared);
+                }
+            }
+        }
+        // The pods of one workload share a class; other workloads not.
+        let a = t.class_key(&proxy("bookinfo", "10.0.0.30", Interception::Redirect));
+        let b = t.class_key(&proxy("bookinfo", "10.0.0.39", Interception::Redirect));
+        let c = t.class_key(&proxy("bookinfo", "10.0.0.32", Interception::Redirect));
+        assert_ne!(a, c);
+        if state.workloads.iter().any(|w| w.name == "reviews-v1-b") {
+            assert_eq!(a, b);
+        }
+    }
+}
+
+#[test]
+fn the_next_translator_reuses_unchanged_resources() {
+    let opts = options_with_bundle();
+    let before = Arc::new(corpus());
+    let node = productpage();
+    let mut t = Translator::new(before.clone(), opts.clone());
+    let old = t.translate(&node);
+    // One endpoint leaves: only its load assignments change.
+    let mut changed = (*before).clone();
+    changed.workloads.retain(|w| w.name != "details-v2");
+    let mut t = t.next(Arc::new(changed.clone()));
+    let new = t.translate(&node);
+    assert_eq!(all_bodies(&new), all_bodies(&run(&changed, &node)));
+    let mut same = 0;
+    let mut differ = Vec::new();
+    for ty in new.types() {
+        for (name, r) in new.of_type(ty).unwrap() {
+            match old.get(ty, name) {
+                Some(o) if o.version == r.version => {
+                    assert!(Arc::ptr_eq(o, r), "{name}: equal but not shared");
+                    same += 1;
+                }
+                _ => differ.push(name.clone()),
+            }
+        }
+    }
+    assert!(same > 10, "{same}");
+    assert!(
+        differ.iter().all(|n| n.contains("details")),
+        "only the details resources change: {differ:?}"
     );
 }

@@ -17,7 +17,7 @@ use ringmesh_istio::Severity;
 use ringmesh_registry::{MeshState, Protocol, Service, ServicePort, Workload};
 use ringmesh_xds::{Resources, TypeUrl};
 
-use crate::{translate, wire, IdentitySource, Interception, Options, ProxyNode};
+use crate::{translate, wire, IdentitySource, Interception, Options, ProxyNode, Translator};
 
 pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

@@ -314,3 +314,143 @@ fn skipped_responses_are_settled_by_a_later_ack() {
     d.on_request(nack(&lds(), &r1.nonce, "late"), now());
     assert_eq!(d.status()[&lds()].last_nack, None);
 }
+
+/// What a client holds after applying `r` to `held`.
+fn apply(held: &mut BTreeMap<String, String>, r: &DeltaResponse) {
+    for name in &r.removed {
+        held.remove(name);
+    }
+    for res in &r.resources {
+        held.insert(res.name.clone(), res.version.clone());
+    }
+}
+
+#[test]
+fn published_changes_alone_take_the_ordered_pass_and_agree_with_a_fresh_stream() {
+    // A wildcard type and a named one, through a series of publishes
+    // with no subscription change in between (the path that compares the
+    // published maps instead of a per-name record): after every step the
+    // client holds what a fresh stream would be sent.
+    let (l, e) = (lds(), eds());
+    let steps: Vec<Vec<(&TypeUrl, &str, &str)>> = vec![
+        vec![
+            (&l, "a", "1"),
+            (&l, "b", "1"),
+            (&e, "x", "1"),
+            (&e, "y", "1"),
+        ],
+        // Version change of one, the rest the same.
+        vec![
+            (&l, "a", "2"),
+            (&l, "b", "1"),
+            (&e, "x", "2"),
+            (&e, "y", "1"),
+        ],
+        // Removals: wildcard drops `b`; explicit `y` is gone.
+        vec![(&l, "a", "2"), (&e, "x", "2")],
+        // Additions: wildcard gets `c`; `y` is back; `z` is not subscribed.
+        vec![
+            (&l, "a", "2"),
+            (&l, "c", "1"),
+            (&e, "x", "2"),
+            (&e, "y", "3"),
+            (&e, "z", "1"),
+        ],
+        // Nothing of ours changed.
+        vec![
+            (&l, "a", "2"),
+            (&l, "c", "1"),
+            (&e, "x", "2"),
+            (&e, "y", "3"),
+            (&e, "z", "2"),
+        ],
+    ];
+    let mut d = DeltaStream::default();
+    d.on_request(subscribe(&lds(), &[]), now());
+    d.on_request(subscribe(&eds(), &["x", "y"]), now());
+    let mut held_lds = BTreeMap::new();
+    let mut held_eds = BTreeMap::new();
+    for (i, items) in steps.iter().enumerate() {
+        let s = snap(items);
+        for (t, held) in [(lds(), &mut held_lds), (eds(), &mut held_eds)] {
+            if let Some(r) = d.respond(&t, &s, now()) {
+                apply(held, &r);
+                d.on_request(ack(&t, &r.nonce), now());
+                if i == 4 {
+                    panic!("step 4 changed nothing of ours, yet sent {r:?}");
+                }
+            }
+            // A fresh stream of the same subscription.
+            let mut fresh = DeltaStream::default();
+            let names: &[&str] = if t == lds() { &[] } else { &["x", "y"] };
+            fresh.on_request(subscribe(&t, names), now());
+            let mut want = BTreeMap::new();
+            if let Some(r) = fresh.respond(&t, &s, now()) {
+                apply(&mut want, &r);
+            }
+            assert_eq!(*held, want, "step {i}, {t}");
+            assert_eq!(d.status()[&t].resources, want.len(), "step {i}, {t}");
+        }
+    }
+    // The removal of an explicit name is said once, then not again.
+    let s = snap(&[(&eds(), "x", "2")]);
+    let r = d.respond(&eds(), &s, now()).unwrap();
+    assert_eq!(r.removed, vec!["y".to_string()]);
+    let s2 = snap(&[(&eds(), "x", "2"), (&lds(), "q", "1")]);
+    assert_eq!(d.respond(&eds(), &s2, now()), None);
+    // Unsubscribing drops silently; subscribing again sends it again.
+    d.on_request(
+        DeltaRequest {
+            type_url: eds(),
+            unsubscribe: vec!["x".into()],
+            ..Default::default()
+        },
+        now(),
+    );
+    let r = d.respond(&eds(), &s2, now());
+    assert!(r.is_none(), "{r:?}");
+    d.on_request(subscribe(&eds(), &["x"]), now());
+    let r = d.respond(&eds(), &s2, now()).unwrap();
+    assert_eq!(carried(&r), pairs(&[("x", "2")]));
+}
+
+#[test]
+fn a_big_answer_goes_out_in_parts_that_add_up() {
+    let big = |name: &str, version: &str| {
+        Resource::new(
+            name,
+            version,
+            prost_types::Any {
+                type_url: lds().to_string(),
+                value: vec![b'x'; 10_000],
+            },
+        )
+    };
+    let mut r = Resources::new();
+    for i in 0..10 {
+        r.insert(big(&format!("l{i}"), "1"));
+    }
+    let s = Snapshot::new(r.clone());
+    let mut d = DeltaStream::default();
+    d.on_request(subscribe(&lds(), &[]), now());
+    let mut held = BTreeMap::new();
+    let mut parts = 0;
+    while let Some(resp) = d.respond(&lds(), &s, now()) {
+        parts += 1;
+        assert!(
+            resp.resources.len() <= 4,
+            "part {parts} carries {}",
+            resp.resources.len()
+        );
+        apply(&mut held, &resp);
+        assert!(parts < 10, "never ends");
+    }
+    assert!(parts >= 3, "{parts} parts");
+    assert_eq!(held.len(), 10);
+    // A change of one resource afterwards is one small response.
+    r.insert(big("l3", "2"));
+    let s2 = Snapshot::new(r);
+    let resp = d.respond(&lds(), &s2, now()).unwrap();
+    assert_eq!(carried(&resp), pairs(&[("l3", "2")]));
+    assert_eq!(d.respond(&lds(), &s2, now()), None);
+}

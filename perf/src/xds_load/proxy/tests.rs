@@ -271,8 +271,11 @@ fn a_reconnect_reports_what_is_held_and_subscribed() {
     );
     assert_eq!(reqs[1].initial_versions.len(), 2);
     assert_eq!(names(&c, &reqs[3].subscribe), ["80"]);
-    // Nothing answered on the new stream yet.
-    assert!(!p.is_complete());
+    // Nothing answered on the new stream yet, but it holds everything it
+    // subscribes to: complete (the server owes a client in sync nothing).
+    assert!(p.is_complete());
+    // A fresh proxy is not.
+    assert!(!ProxyState::new(100).is_complete());
 }
 
 #[test]
