@@ -734,6 +734,13 @@ mod over_xds {
             json!({ "xds": { "address": xds.addr().to_string(), "node_id": NODE } }),
         );
 
+        // `/ready` does not wait for a listener whose RDS has not arrived
+        // yet (it is left out while warming): wait for it to accept.
+        wait_for(
+            Duration::from_secs(10),
+            "the xDS listener accepting",
+            || std::net::TcpStream::connect(addr).ok(),
+        );
         // Other requests pass; no spelling of the denied one does (with
         // UNESCAPE_AND_FORWARD, escaped slashes are decoded, then denied).
         assert_eq!(post(addr, "/api/v1/other", "allowed-0").status, 200);

@@ -314,7 +314,10 @@ pub(crate) type TypeMap = BTreeMap<String, Arc<Resource>>;
 /// One copy of each distinct published map: the scopes of thousands of
 /// pods publish equal maps (the same class, or the same outbound part),
 /// which then cost one map, not one each. Found by (type, set version)
-/// and checked member by member, so a hash collision only costs sharing.
+/// and checked member by member — name, version *and bytes*, since
+/// versions are the caller's and two servers in one process may publish
+/// different resources under the same name and version — so a hash
+/// collision only costs sharing. Interned resources compare by pointer.
 fn share_map(type_url: &TypeUrl, version: &str, map: TypeMap) -> Arc<TypeMap> {
     type Maps = HashMap<(TypeUrl, String), Weak<TypeMap>>;
     static MAPS: OnceLock<Mutex<(Maps, usize)>> = OnceLock::new();
@@ -323,9 +326,10 @@ fn share_map(type_url: &TypeUrl, version: &str, map: TypeMap) -> Arc<TypeMap> {
     let key = (type_url.clone(), version.to_owned());
     if let Some(have) = maps.get(&key).and_then(Weak::upgrade) {
         let same = have.len() == map.len()
-            && have.iter().zip(map.iter()).all(|((n1, r1), (n2, r2))| {
-                n1 == n2 && (Arc::ptr_eq(r1, r2) || r1.version == r2.version)
-            });
+            && have
+                .iter()
+                .zip(map.iter())
+                .all(|((n1, r1), (n2, r2))| n1 == n2 && (Arc::ptr_eq(r1, r2) || **r1 == **r2));
         if same {
             return have;
         }
