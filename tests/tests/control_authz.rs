@@ -23,26 +23,25 @@
 //!
 //! Pod addresses: 127.0.0.8x.
 
+mod agent;
+
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
-    sync::Arc,
+    net::SocketAddr,
+    path::Path,
     time::{Duration, Instant},
 };
 
+use agent::{
+    admin_get, assert_all_acked, envoy_sidecar, mtls_get, obtain_identity, stat_sum, Identity,
+    TRUST_DOMAIN,
+};
 use ringmesh_e2e::{
     envoy::Envoy,
-    mesh::{mint_token, node_id, pod_metadata, write_atomic, ControlPlane},
+    mesh::{write_atomic, ControlPlane},
     wait_for, Backend, Client, TempDir,
 };
-use ringmesh_tls::{
-    client_config, generate_key_and_csr, CertifiedKeyResolver, SharedTrustBundle, SpiffeId, Svid,
-    TrustBundle,
-};
-use serde_json::json;
+use ringmesh_tls::SpiffeId;
 
-const TRUST_DOMAIN: &str = "cluster.local";
 const CHARGE_IP: &str = "127.0.0.81";
 const FRONTEND_IP: &str = "127.0.0.82";
 const INTRUDER_IP: &str = "127.0.0.83";
@@ -132,88 +131,11 @@ spec:
     to: [{operation: {ports: ['9090']}}]
 ";
 
-/// One workload's certificate, from the control plane's CA: files for
-/// its Envoy, PEMs for the test's own mTLS client.
-struct Identity {
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    chain_pem: String,
-    key_pem: String,
-    bundle_pem: String,
-}
-
-fn obtain_identity(control: SocketAddr, data_dir: &Path, dir: &Path, sa: &str) -> Identity {
-    let id = SpiffeId::new(TRUST_DOMAIN, "default", sa).expect("identity");
-    let token = mint_token(data_dir, "default", sa);
-    let kc = generate_key_and_csr(&id).expect("key and CSR");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (chain, bundle) = rt
-        .block_on(ringmesh_ca::request_certificate(
-            &format!("http://{control}"),
-            &token,
-            &kc.csr_pem,
-            Duration::from_secs(3600),
-        ))
-        .unwrap_or_else(|e| panic!("the CA refused {id}: {e}"));
-    let cert_file = dir.join(format!("{sa}-cert-chain.pem"));
-    let key_file = dir.join(format!("{sa}-key.pem"));
-    std::fs::write(&cert_file, chain.concat()).expect("writing the certificate chain");
-    std::fs::write(&key_file, &kc.key_pem).expect("writing the key");
-    Identity {
-        cert_file,
-        key_file,
-        chain_pem: chain.concat(),
-        key_pem: kc.key_pem,
-        bundle_pem: bundle.concat(),
-    }
-}
-
-fn envoy(control: SocketAddr, ip: &str, pod: &str, app: &str, identity: &Identity) -> Envoy {
-    let mut metadata = pod_metadata(ip, pod, "default", json!({ "app": app }));
-    metadata["TLS_SERVER_CERT_CHAIN"] = json!(identity.cert_file.display().to_string());
-    metadata["TLS_SERVER_KEY"] = json!(identity.key_file.display().to_string());
-    Envoy::start_node(
-        json!({ "id": node_id(ip, pod, "default"), "cluster": app, "metadata": metadata }),
-        "DELTA_GRPC",
-        control,
-    )
-}
-
-fn admin_get(admin: SocketAddr, path: &str) -> String {
-    Client::connect(admin).get("localhost", path).text()
-}
-
-fn stat_sum(stats: &str, matches: impl Fn(&str) -> bool) -> u64 {
-    stats
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .filter(|(k, _)| matches(k))
-        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-        .sum()
-}
-
-/// No update of any type rejected; listeners and secrets accepted.
-fn assert_all_acked(envoy: &Envoy, what: &str) {
-    let stats = admin_get(envoy.admin(), "/stats");
-    assert_eq!(
-        stat_sum(&stats, |k| k.ends_with(".update_rejected")),
-        0,
-        "{what} rejected an update:\n{stats}\n{}",
-        envoy.log()
-    );
-    for s in [
-        "listener_manager.lds.update_success",
-        "sds.default.update_success",
-    ] {
-        assert!(
-            stat_sum(&stats, |k| k == s) >= 1,
-            "{what}: no {s}:\n{stats}"
-        );
-    }
-}
+/// Every type an Envoy sidecar here must have accepted.
+const ACCEPTED: [&str; 2] = [
+    "listener_manager.lds.update_success",
+    "sds.default.update_success",
+];
 
 /// A request through the sidecar at `via` to the charge service:
 /// (status, body), or (0, error).
@@ -234,43 +156,14 @@ fn call(via: SocketAddr, method: &str, path: &str) -> (u16, String) {
 /// the application answered, `Err` if the connection was refused or
 /// closed (the network RBAC filter closes it).
 fn tcp_call(identity: &Identity) -> Result<String, String> {
-    let provider = ringmesh_tls::config::provider();
-    let svid = Svid::from_pem(
-        identity.chain_pem.as_bytes(),
-        identity.key_pem.as_bytes(),
-        TRUST_DOMAIN,
-        &provider,
-    )
-    .map_err(|e| format!("loading the SVID: {e}"))?;
-    let bundle = TrustBundle::from_pem(identity.bundle_pem.as_bytes())
-        .map_err(|e| format!("trust bundle: {e}"))?;
     let charge = SpiffeId::new(TRUST_DOMAIN, "default", "charge").expect("identity");
-    let config = client_config(
-        Arc::new(CertifiedKeyResolver::from_svid(&svid)),
-        SharedTrustBundle::new(bundle),
-        TRUST_DOMAIN,
-        vec![charge],
-        &[b"http/1.1"],
+    mtls_get(
+        format!("{CHARGE_IP}:9090").parse().unwrap(),
+        identity,
+        &charge,
+        "charge.default.svc.cluster.local",
+        "charge:9090",
     )
-    .map_err(|e| format!("client config: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from("charge.default.svc.cluster.local")
-        .expect("server name");
-    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-    let addr: SocketAddr = format!("{CHARGE_IP}:9090").parse().unwrap();
-    let tcp =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: charge:9090\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("handshake or write: {e}"))?;
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response);
-    match text.lines().next() {
-        Some(line) if !line.is_empty() => Ok(line.to_owned()),
-        _ => Err("closed without a response".into()),
-    }
 }
 
 fn tcp_allowed(identity: &Identity) -> bool {
@@ -312,15 +205,15 @@ fn envoy_sidecars_enforce_authorization_policies_from_ringmesh_control() {
     let frontend_id = obtain_identity(control.addr(), data.path(), certs.path(), "frontend");
     let intruder_id = obtain_identity(control.addr(), data.path(), certs.path(), "intruder");
 
-    let mut charge = envoy(control.addr(), CHARGE_IP, "charge-0", "charge", &charge_id);
-    let mut frontend = envoy(
+    let mut charge = envoy_sidecar(control.addr(), CHARGE_IP, "charge-0", "charge", &charge_id);
+    let mut frontend = envoy_sidecar(
         control.addr(),
         FRONTEND_IP,
         "frontend-0",
         "frontend",
         &frontend_id,
     );
-    let mut intruder = envoy(
+    let mut intruder = envoy_sidecar(
         control.addr(),
         INTRUDER_IP,
         "intruder-0",
@@ -335,7 +228,7 @@ fn envoy_sidecars_enforce_authorization_policies_from_ringmesh_control() {
             (frontend, "frontend's Envoy"),
             (intruder, "intruder's Envoy"),
         ] {
-            assert_all_acked(e, what);
+            assert_all_acked(e, what, &ACCEPTED);
         }
     };
 

@@ -27,27 +27,27 @@
 //!
 //! Pod addresses: 127.0.0.6x.
 
+mod agent;
+
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, OnceLock},
+    sync::OnceLock,
     time::Duration,
 };
 
+use agent::{
+    admin_get, assert_all_acked, call, envoy_sidecar, mtls_get, obtain_identity, plaintext_status,
+    stat, Identity,
+};
 use ringmesh_e2e::{
-    envoy::Envoy,
-    mesh::{mint_token, node_id, pod_metadata, write_atomic, ControlPlane},
-    wait_for, workspace_bin, workspace_root, Backend, Client, TempDir,
+    mesh::{write_atomic, ControlPlane},
+    wait_for, workspace_bin, workspace_root, Backend, TempDir,
 };
-use ringmesh_tls::{
-    client_config, generate_key_and_csr, CertifiedKeyResolver, SharedTrustBundle, SpiffeId, Svid,
-    TrustBundle,
-};
-use serde_json::{json, Value};
+use ringmesh_tls::SpiffeId;
+use serde_json::Value;
 
-const TRUST_DOMAIN: &str = "cluster.local";
 const FRONTEND_IP: &str = "127.0.0.61";
 const RATINGS_IP: &str = "127.0.0.62";
 
@@ -105,166 +105,29 @@ spec:
     );
 }
 
-/// What an agent obtained for one workload: its files and PEMs.
-struct Identity {
-    id: SpiffeId,
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    chain_pem: String,
-    key_pem: String,
-    bundle_pem: String,
-}
+/// Every type an Envoy sidecar here must have accepted.
+const ACCEPTED: [&str; 4] = [
+    "listener_manager.lds.update_success",
+    "cluster_manager.cds.update_success",
+    "sds.default.update_success",
+    "sds.ROOTCA.update_success",
+];
 
-/// Play the workload's agent: token, key + CSR, signed by the control
-/// plane's CA over gRPC, files written into `dir`.
-fn obtain_identity(control: SocketAddr, data_dir: &Path, dir: &Path, sa: &str) -> Identity {
-    let id = SpiffeId::new(TRUST_DOMAIN, "default", sa).expect("identity");
-    let token = mint_token(data_dir, "default", sa);
-    let kc = generate_key_and_csr(&id).expect("key and CSR");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (chain, bundle) = rt
-        .block_on(ringmesh_ca::request_certificate(
-            &format!("http://{control}"),
-            &token,
-            &kc.csr_pem,
-            Duration::from_secs(3600),
-        ))
-        .unwrap_or_else(|e| panic!("the CA refused {id}: {e}"));
-    let chain_pem = chain.concat();
-    let cert_file = dir.join(format!("{sa}-cert-chain.pem"));
-    let key_file = dir.join(format!("{sa}-key.pem"));
-    std::fs::write(&cert_file, &chain_pem).expect("writing the certificate chain");
-    std::fs::write(&key_file, &kc.key_pem).expect("writing the key");
-    Identity {
-        id,
-        cert_file,
-        key_file,
-        chain_pem,
-        key_pem: kc.key_pem,
-        bundle_pem: bundle.concat(),
-    }
-}
-
-/// An Envoy sidecar for the pod at `ip`, its certificate files in the
-/// node metadata.
-fn envoy(control: SocketAddr, ip: &str, pod: &str, app: &str, identity: &Identity) -> Envoy {
-    let mut metadata = pod_metadata(ip, pod, "default", json!({ "app": app }));
-    metadata["TLS_SERVER_CERT_CHAIN"] = json!(identity.cert_file.display().to_string());
-    metadata["TLS_SERVER_KEY"] = json!(identity.key_file.display().to_string());
-    Envoy::start_node(
-        json!({ "id": node_id(ip, pod, "default"), "cluster": app, "metadata": metadata }),
-        "DELTA_GRPC",
-        control,
-    )
-}
-
-fn admin_get(admin: SocketAddr, path: &str) -> String {
-    Client::connect(admin).get("localhost", path).text()
-}
-
-fn stat(stats: &str, name: &str) -> u64 {
-    stats
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .filter(|(k, _)| *k == name)
-        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-        .sum()
-}
-
-fn stat_suffix(stats: &str, suffix: &str) -> u64 {
-    stats
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .filter(|(k, _)| k.ends_with(suffix))
-        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-        .sum()
-}
-
-/// No update of any type rejected, and every type accepted at least once.
-fn assert_all_acked(envoy: &Envoy, what: &str) {
-    let stats = admin_get(envoy.admin(), "/stats");
-    assert_eq!(
-        stat_suffix(&stats, ".update_rejected"),
-        0,
-        "{what} rejected an update:\n{stats}\n{}",
-        envoy.log()
-    );
-    for s in [
-        "listener_manager.lds.update_success",
-        "cluster_manager.cds.update_success",
-        "sds.default.update_success",
-        "sds.ROOTCA.update_success",
-    ] {
-        assert!(stat(&stats, s) >= 1, "{what}: no {s}:\n{stats}");
-    }
-}
-
-/// `GET /` through `via`, Host `host`: (status, x-backend).
-fn call(via: SocketAddr, host: &str) -> (u16, String) {
-    let Ok(mut c) = Client::try_connect(via, Duration::from_secs(2)) else {
-        return (0, "connect failed".into());
-    };
-    c.set_read_timeout(Duration::from_secs(5));
-    match c.request("GET", host, "/", &[], b"") {
-        Ok(r) => (r.status, r.header("x-backend").unwrap_or("").to_string()),
-        Err(e) => (0, format!("error: {e}")),
-    }
-}
-
-/// `GET /` to `addr` over mTLS with `identity`'s certificate, the server
-/// verified as `server_id`: the status line, or the error.
+/// `GET /` to ratings' inbound `addr` over mTLS with `identity`'s
+/// certificate, the server verified as `server_id`: the status line, or
+/// the error.
 fn mtls_call(
     addr: SocketAddr,
     identity: &Identity,
     server_id: &SpiffeId,
 ) -> Result<String, String> {
-    let provider = ringmesh_tls::config::provider();
-    let svid = Svid::from_pem(
-        identity.chain_pem.as_bytes(),
-        identity.key_pem.as_bytes(),
-        TRUST_DOMAIN,
-        &provider,
+    mtls_get(
+        addr,
+        identity,
+        server_id,
+        "ratings.default.svc.cluster.local",
+        "ratings:9080",
     )
-    .map_err(|e| format!("loading the SVID: {e}"))?;
-    let bundle = TrustBundle::from_pem(identity.bundle_pem.as_bytes())
-        .map_err(|e| format!("trust bundle: {e}"))?;
-    let config = client_config(
-        Arc::new(CertifiedKeyResolver::from_svid(&svid)),
-        SharedTrustBundle::new(bundle),
-        TRUST_DOMAIN,
-        vec![server_id.clone()],
-        &[b"http/1.1"],
-    )
-    .map_err(|e| format!("client config: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from("ratings.default.svc.cluster.local")
-        .expect("server name");
-    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-    let tcp =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: ratings:9080\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("handshake or write: {e}"))?;
-    let mut response = Vec::new();
-    let _ = tls.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response);
-    match text.lines().next() {
-        Some(line) if !line.is_empty() => Ok(line.to_owned()),
-        _ => Err("no response".into()),
-    }
-}
-
-/// A plaintext request straight to `addr`: `Some(status)` if answered.
-fn plaintext_status(addr: SocketAddr) -> Option<u16> {
-    let mut c = Client::try_connect(addr, Duration::from_secs(2)).ok()?;
-    c.set_read_timeout(Duration::from_secs(3));
-    c.request("GET", "ratings:9080", "/", &[], b"")
-        .ok()
-        .map(|r| r.status)
 }
 
 #[test]
@@ -288,14 +151,14 @@ fn envoy_sidecars_take_mtls_from_ringmesh_control_in_every_mode() {
     let root = std::fs::read_to_string(data.path().join("root-cert.pem")).expect("root-cert.pem");
     assert_eq!(ratings_id.bundle_pem.trim(), root.trim());
 
-    let mut ratings = envoy(
+    let mut ratings = envoy_sidecar(
         control.addr(),
         RATINGS_IP,
         "ratings-0",
         "ratings",
         &ratings_id,
     );
-    let mut frontend = envoy(
+    let mut frontend = envoy_sidecar(
         control.addr(),
         FRONTEND_IP,
         "frontend-0",
@@ -326,7 +189,7 @@ fn envoy_sidecars_take_mtls_from_ringmesh_control_in_every_mode() {
         (&ratings, "ratings' Envoy"),
         (&frontend, "frontend's Envoy"),
     ] {
-        assert_all_acked(e, what);
+        assert_all_acked(e, what, &ACCEPTED);
         // Both secrets are active: the certificate files and the bundle.
         let secrets = admin_get(e.admin(), "/config_dump?resource=dynamic_active_secrets");
         let dump: Value = serde_json::from_str(&secrets).expect("config dump JSON");
@@ -376,7 +239,11 @@ fn envoy_sidecars_take_mtls_from_ringmesh_control_in_every_mode() {
     );
     // STRICT refuses plaintext; a mesh certificate gets in, and the
     // server proves ratings' identity.
-    assert_eq!(plaintext_status(inbound), None, "STRICT answered plaintext");
+    assert_eq!(
+        plaintext_status(inbound, "ratings:9080"),
+        None,
+        "STRICT answered plaintext"
+    );
     assert_eq!(
         mtls_call(inbound, &tester_id, &ratings_id.id).as_deref(),
         Ok("HTTP/1.1 200 OK")
@@ -387,7 +254,7 @@ fn envoy_sidecars_take_mtls_from_ringmesh_control_in_every_mode() {
     // PERMISSIVE: both on the same port.
     write_peer_authentication(mesh.path(), "PERMISSIVE");
     wait_for(Duration::from_secs(20), "plaintext accepted", || {
-        (plaintext_status(inbound) == Some(200)).then_some(())
+        (plaintext_status(inbound, "ratings:9080") == Some(200)).then_some(())
     });
     assert_eq!(
         mtls_call(inbound, &tester_id, &ratings_id.id).as_deref(),
@@ -414,7 +281,7 @@ fn envoy_sidecars_take_mtls_from_ringmesh_control_in_every_mode() {
             "plaintext request {i}"
         );
     }
-    assert_eq!(plaintext_status(inbound), Some(200));
+    assert_eq!(plaintext_status(inbound, "ratings:9080"), Some(200));
     let after = stat(
         &admin_get(frontend.admin(), "/stats"),
         "cluster.outbound|9080||ratings.default.svc.cluster.local.ssl.handshake",
@@ -425,7 +292,7 @@ fn envoy_sidecars_take_mtls_from_ringmesh_control_in_every_mode() {
         (&ratings, "ratings' Envoy"),
         (&frontend, "frontend's Envoy"),
     ] {
-        assert_all_acked(e, what);
+        assert_all_acked(e, what, &ACCEPTED);
     }
     drop(control);
 }

@@ -24,18 +24,15 @@
 //! sidecar verifies the peer's SPIFFE ID against the service's accounts,
 //! so a request that got through proves it).
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+mod agent;
 
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use agent::{admin_get, call, envoy_sidecar, obtain_identity, plaintext_status, stat, stat_sum};
 use ringmesh_e2e::{
-    envoy::Envoy,
-    mesh::{mint_token, node_id, pod_metadata, pod_xds, write_atomic, ControlPlane},
-    wait_for, Backend, Client, Driver, Proxy, TempDir,
+    mesh::{mint_token, pod_xds, write_atomic, ControlPlane},
+    wait_for, Backend, Driver, Proxy, TempDir,
 };
-use ringmesh_tls::{generate_key_and_csr, SpiffeId};
 use serde_json::json;
 
 const ENVOY_IP: &str = "127.0.0.71";
@@ -99,72 +96,6 @@ spec:
     );
 }
 
-/// Play istio-agent for an Envoy: token → key + CSR → SVID from the CA;
-/// the chain and key written to `dir`. Returns (chain file, key file).
-fn envoy_certificates(
-    control: SocketAddr,
-    data_dir: &Path,
-    dir: &Path,
-    sa: &str,
-) -> (PathBuf, PathBuf) {
-    let id = SpiffeId::new("cluster.local", "default", sa).expect("identity");
-    let token = mint_token(data_dir, "default", sa);
-    let kc = generate_key_and_csr(&id).expect("key and CSR");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (chain, _bundle) = rt
-        .block_on(ringmesh_ca::request_certificate(
-            &format!("http://{control}"),
-            &token,
-            &kc.csr_pem,
-            Duration::from_secs(3600),
-        ))
-        .unwrap_or_else(|e| panic!("the CA refused {id}: {e}"));
-    let (cert, key) = (
-        dir.join(format!("{sa}-chain.pem")),
-        dir.join(format!("{sa}-key.pem")),
-    );
-    std::fs::write(&cert, chain.concat()).expect("writing the chain");
-    std::fs::write(&key, &kc.key_pem).expect("writing the key");
-    (cert, key)
-}
-
-fn admin_stats(admin: SocketAddr) -> String {
-    Client::connect(admin).get("localhost", "/stats").text()
-}
-
-/// Sum of Envoy stats named exactly `name`.
-fn stat(stats: &str, name: &str) -> u64 {
-    stats
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .filter(|(k, _)| *k == name)
-        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-        .sum()
-}
-
-/// `GET /` for `host` through the outbound proxy at `via`: (status,
-/// x-backend).
-fn call(via: SocketAddr, host: &str) -> (u16, String) {
-    let Ok(mut c) = Client::try_connect(via, Duration::from_secs(2)) else {
-        return (0, "connect failed".into());
-    };
-    c.set_read_timeout(Duration::from_secs(5));
-    match c.request("GET", host, "/", &[], b"") {
-        Ok(r) => (r.status, r.header("x-backend").unwrap_or("").to_string()),
-        Err(e) => (0, format!("error: {e}")),
-    }
-}
-
-/// A plaintext request straight to `addr`: `Some(status)` if answered.
-fn plaintext_status(addr: SocketAddr, host: &str) -> Option<u16> {
-    let mut c = Client::try_connect(addr, Duration::from_secs(2)).ok()?;
-    c.set_read_timeout(Duration::from_secs(3));
-    c.request("GET", host, "/", &[], b"").ok().map(|r| r.status)
-}
-
 #[test]
 fn envoy_and_ringmesh_sidecars_speak_mtls_both_ways() {
     let ratings_app = Backend::start("ratings");
@@ -180,19 +111,13 @@ fn envoy_and_ringmesh_sidecars_speak_mtls_both_ways() {
     let certs = TempDir::new("interop-certs");
 
     // The Envoy sidecar of ratings-0.
-    let (chain, key) = envoy_certificates(control.addr(), data.path(), certs.path(), "ratings");
-    let mut metadata = pod_metadata(
+    let ratings_id = obtain_identity(control.addr(), data.path(), certs.path(), "ratings");
+    let mut envoy = envoy_sidecar(
+        control.addr(),
         ENVOY_IP,
         "ratings-0",
-        "default",
-        json!({ "app": "ratings" }),
-    );
-    metadata["TLS_SERVER_CERT_CHAIN"] = json!(chain.display().to_string());
-    metadata["TLS_SERVER_KEY"] = json!(key.display().to_string());
-    let mut envoy = Envoy::start_node(
-        json!({ "id": node_id(ENVOY_IP, "ratings-0", "default"), "cluster": "ratings", "metadata": metadata }),
-        "DELTA_GRPC",
-        control.addr(),
+        "ratings",
+        &ratings_id,
     );
 
     // The ringmesh sidecar of reviews-0: its own key, SVID from the CA.
@@ -262,7 +187,7 @@ fn envoy_and_ringmesh_sidecars_speak_mtls_both_ways() {
 
     // On the wire: TLS handshakes at both ends of both directions, no
     // plaintext connection accepted, no TLS error.
-    let stats = admin_stats(envoy.admin());
+    let stats = admin_get(envoy.admin(), "/stats");
     let envoy_cluster = "cluster.outbound|9080||reviews.default.svc.cluster.local";
     assert!(
         stat(&stats, &format!("{envoy_cluster}.ssl.handshake")) >= 1,
@@ -284,12 +209,7 @@ fn envoy_and_ringmesh_sidecars_speak_mtls_both_ways() {
         0,
         "{stats}"
     );
-    let rejected: u64 = stats
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .filter(|(k, _)| k.ends_with(".update_rejected"))
-        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-        .sum();
+    let rejected = stat_sum(&stats, |k| k.ends_with(".update_rejected"));
     assert_eq!(rejected, 0, "Envoy rejected an update:\n{stats}");
 
     let m = ringmesh.metrics();
