@@ -25,24 +25,31 @@ use crate::wire::pb;
 
 type Rbac = pb::envoy::config::rbac::v3::Rbac;
 
+/// Both RBAC filters may give a matcher tree instead of rules (and of
+/// shadow rules): not supported.
+fn no_matcher_trees(at: &str, matcher: bool, shadow_matcher: bool) -> Result<(), Reject> {
+    if matcher {
+        return reject(
+            format!("{at}.matcher"),
+            "matcher-tree RBAC is not supported (give rules)",
+        );
+    }
+    if shadow_matcher {
+        return reject(
+            format!("{at}.shadow_matcher"),
+            "matcher-tree RBAC is not supported (give shadow_rules)",
+        );
+    }
+    Ok(())
+}
+
 /// An `envoy.filters.http.rbac` filter's typed config.
 pub(super) fn http_filter(
     at: &str,
     name: &str,
     f: &pb::envoy::extensions::filters::http::rbac::v3::Rbac,
 ) -> Result<RbacFilterSpec, Reject> {
-    if f.matcher.is_some() {
-        return reject(
-            format!("{at}.matcher"),
-            "matcher-tree RBAC is not supported (give rules)",
-        );
-    }
-    if f.shadow_matcher.is_some() {
-        return reject(
-            format!("{at}.shadow_matcher"),
-            "matcher-tree RBAC is not supported (give shadow_rules)",
-        );
-    }
+    no_matcher_trees(at, f.matcher.is_some(), f.shadow_matcher.is_some())?;
     filter(at, name, f.rules.as_ref(), f.shadow_rules.as_ref(), true)
 }
 
@@ -55,18 +62,7 @@ pub(super) fn network_filter(
     f: &pb::envoy::extensions::filters::network::rbac::v3::Rbac,
 ) -> Result<RbacFilterSpec, Reject> {
     use pb::envoy::extensions::filters::network::rbac::v3::rbac::EnforcementType;
-    if f.matcher.is_some() {
-        return reject(
-            format!("{at}.matcher"),
-            "matcher-tree RBAC is not supported (give rules)",
-        );
-    }
-    if f.shadow_matcher.is_some() {
-        return reject(
-            format!("{at}.shadow_matcher"),
-            "matcher-tree RBAC is not supported (give shadow_rules)",
-        );
-    }
+    no_matcher_trees(at, f.matcher.is_some(), f.shadow_matcher.is_some())?;
     if f.enforcement_type != EnforcementType::OneTimeOnFirstByte as i32 {
         return reject(
             format!("{at}.enforcement_type"),
