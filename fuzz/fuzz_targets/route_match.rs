@@ -416,7 +416,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             .with_scheme(req.scheme.as_bytes())
             .with_headers(&lines);
 
-        let want_vhost = reference_vhost(&vhosts, req.authority.as_bytes());
+        let want_vhost = ringmesh_route::reference::reference_vhost(&vhosts, req.authority.as_bytes());
         assert_eq!(
             table.find_vhost_index(req.authority.as_bytes()),
             want_vhost,
@@ -604,57 +604,6 @@ impl Regexes {
     fn full_match(&self, pattern: &str, value: &[u8]) -> bool {
         self.0[pattern].is_match(value)
     }
-}
-
-/// Envoy's virtual host selection, written as plainly as possible (the
-/// route crate's unit tests have the same reference).
-fn reference_vhost(vhosts: &[VirtualHost], authority: &[u8]) -> Option<usize> {
-    let lower = authority.to_ascii_lowercase();
-    let specific = |host: &[u8]| -> Option<usize> {
-        let all = || {
-            vhosts
-                .iter()
-                .enumerate()
-                .flat_map(|(i, v)| v.domains.iter().map(move |d| (i, d.to_ascii_lowercase())))
-        };
-        if let Some((i, _)) = all().find(|(_, d)| d.as_bytes() == host) {
-            return Some(i);
-        }
-        // Longest suffix wildcard; a wildcard stands for at least one
-        // character.
-        let suffix = all()
-            .filter(|(_, d)| d.len() > 1 && d.starts_with('*'))
-            .filter(|(_, d)| d.len() - 1 < host.len() && host.ends_with(&d.as_bytes()[1..]))
-            .max_by_key(|(_, d)| d.len());
-        if let Some((i, _)) = suffix {
-            return Some(i);
-        }
-        all()
-            .filter(|(_, d)| d.len() > 1 && d.ends_with('*') && !d.starts_with('*'))
-            .filter(|(_, d)| {
-                d.len() - 1 < host.len() && host.starts_with(&d.as_bytes()[..d.len() - 1])
-            })
-            .max_by_key(|(_, d)| d.len())
-            .map(|(i, _)| i)
-    };
-    if let Some(i) = specific(&lower) {
-        return Some(i);
-    }
-    if let Some(colon) = lower.iter().rposition(|&b| b == b':') {
-        let (host, port) = (&lower[..colon], &lower[colon + 1..]);
-        let bracketed = host.starts_with(b"[") && host.ends_with(b"]");
-        if !port.is_empty()
-            && port.iter().all(u8::is_ascii_digit)
-            && (!host.contains(&b':') || bracketed)
-        {
-            if let Some(i) = specific(host) {
-                return Some(i);
-            }
-        }
-    }
-    vhosts
-        .iter()
-        .position(|v| v.domains.iter().any(|d| &**d == "*"))
 }
 
 fn reference_route_holds(r: &Route, req: &Req, regexes: &Regexes) -> bool {

@@ -22,6 +22,8 @@
 mod domain;
 pub mod matcher;
 mod path;
+#[cfg(any(test, feature = "reference"))]
+pub mod reference;
 mod ser;
 #[cfg(test)]
 mod tests;
