@@ -3,6 +3,7 @@
 //! that each play one "pod" on its own `127.0.0.x` address.
 
 use std::{
+    ffi::OsString,
     fs,
     io::{BufRead, BufReader},
     net::SocketAddr,
@@ -60,17 +61,28 @@ impl ControlPlane {
         addr: SocketAddr,
         data_dir: Option<&Path>,
     ) -> ControlPlane {
+        let mut source = vec![OsString::from("--config-dir"), config_dir.into()];
+        // Tests change files and wait for the effect: poll briskly.
+        source.extend(["--poll-interval".into(), "100ms".into()]);
+        Self::spawn(&source, addr, data_dir)
+    }
+
+    /// Serve the mesh a Kubernetes API server at `api` holds
+    /// (`--kubernetes --kube-api API`), CA data in `data_dir` when given.
+    pub fn start_kubernetes(api: &str, data_dir: Option<&Path>) -> ControlPlane {
+        let source = ["--kubernetes", "--kube-api", api].map(OsString::from);
+        Self::spawn(&source, "127.0.0.1:0".parse().expect("address"), data_dir)
+    }
+
+    fn spawn(source: &[OsString], addr: SocketAddr, data_dir: Option<&Path>) -> ControlPlane {
         let dir = TempDir::new("control");
         let log = dir.path().join("control.log");
         let data = data_dir.map_or_else(|| dir.path().join("data"), Path::to_path_buf);
         let mut cmd = Command::new(control_bin());
-        cmd.arg("--config-dir")
-            .arg(config_dir)
+        cmd.args(source)
             .arg("--data-dir")
             .arg(&data)
             .args(["--xds-address", &addr.to_string()])
-            // Tests change files and wait for the effect: poll briskly.
-            .args(["--poll-interval", "100ms"])
             .env(
                 "RUST_LOG",
                 std::env::var("RINGMESH_CONTROL_LOG").unwrap_or_else(|_| "info".into()),

@@ -478,8 +478,8 @@ fn help_lists_only_what_exists() {
     // tests/tests/demo.rs; tls-check: tests/tests/control_mtls.rs.
     assert!(r.stdout.contains("\n  demo  "), "{}", r.stdout);
     assert!(r.stdout.contains("\n  tls-check  "), "{}", r.stdout);
-    // Not a command yet: `inject` (the Kubernetes issue).
-    assert!(!r.stdout.contains("inject"), "inject is not a command yet");
+    // inject: tests/tests/inject.rs (without -f it is a usage error).
+    assert!(r.stdout.contains("\n  inject  "), "{}", r.stdout);
     assert_eq!(
         finished(command(&["inject"]).output().expect("running ringmesh")).code,
         2

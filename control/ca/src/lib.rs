@@ -73,6 +73,7 @@ mod fsutil;
 mod keys;
 #[cfg(feature = "grpc")]
 mod service;
+mod serving;
 mod sign;
 mod store;
 mod token;
@@ -87,6 +88,7 @@ pub use service::{
 };
 
 pub use ringmesh_tls::{SpiffeId as Identity, TrustBundle};
+pub use serving::ServingCert;
 pub use sign::{Dropped, IssuedCert, SignError, TtlCap, CLOCK_SKEW};
 pub use store::{
     CaError, CaMode, CaOptions, CaStore, FileProblem, CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT,

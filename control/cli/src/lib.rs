@@ -17,14 +17,16 @@
 //!   sidecar per "pod", the sample application, traffic and a live view
 //!   (`ringmesh-demo`).
 //!
-//! `tls-check` and `inject` come later; they are left out of the binary
-//! rather than stubbed.
+//! - `ringmesh tls-check` shows the effective mTLS per service port.
+//! - `ringmesh inject -f` adds the sidecar to Kubernetes YAML offline,
+//!   with the admission webhook's own code (`ringmesh-inject`).
 
 #![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod analyze;
 pub mod config_dump;
+pub mod inject;
 pub mod proxy_status;
 pub mod style;
 pub mod tls_check;
@@ -52,7 +54,10 @@ Examples:
   ringmesh config-dump --type listeners
 
   # Effective mTLS per service port; exit 1 on a conflict
-  ringmesh tls-check --dir mesh/";
+  ringmesh tls-check --dir mesh/
+
+  # Add the sidecar to a Deployment offline, as the admission webhook does
+  ringmesh inject -f deployment.yaml --control-plane-address 10.96.0.20:15010";
 
 /// Ringmesh's command line.
 #[derive(Debug, Parser)]
@@ -102,6 +107,12 @@ pub enum Command {
         after_help = tls_check::EXAMPLES,
     )]
     TlsCheck(tls_check::Args),
+    /// Add the sidecar to Kubernetes YAML offline, as the admission webhook does
+    #[command(
+        long_about = inject::LONG_ABOUT,
+        after_help = inject::EXAMPLES,
+    )]
+    Inject(inject::Args),
 }
 
 /// Run a parsed command line; the exit status is the command's.
@@ -111,6 +122,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::ProxyStatus(args) => proxy_status::main(&args),
         Command::ConfigDump(args) => config_dump::main(&args),
         Command::TlsCheck(args) => tls_check::main(&args),
+        Command::Inject(args) => inject::main(&args),
         // On the main thread: the children's parent-death signal is tied
         // to the thread that spawned them.
         Command::Demo(args) => ExitCode::from(u8::try_from(ringmesh_demo::run(args)).unwrap_or(1)),

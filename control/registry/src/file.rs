@@ -67,8 +67,21 @@ pub fn load_sources<'a>(
     sources: impl IntoIterator<Item = (&'a str, &'a str)>,
     options: &FileOptions,
 ) -> MeshState {
+    load_sources_after(sources, options, None)
+}
+
+/// [`load_sources`] with the last-good rule against `previous` (a state
+/// this function returned before): a resource the new sources still hold
+/// but that no longer validates keeps its previous version. The source of
+/// the Kubernetes registry, whose objects arrive one by one from watches.
+pub fn load_sources_after<'a>(
+    sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+    options: &FileOptions,
+    previous: Option<&MeshState>,
+) -> MeshState {
     let scan = Scan::from_sources(sources);
-    Arc::unwrap_or_clone(build(&scan, options, None).state)
+    let previous = previous.map(Loaded::from_state);
+    Arc::unwrap_or_clone(build(&scan, options, previous.as_ref()).state)
 }
 
 /// The registry of the embedded (file) mode: Services, Workloads and Istio

@@ -117,7 +117,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use file::{load_sources, load_state, FileOptions, FileRegistry};
+pub use file::{load_sources, load_sources_after, load_state, FileOptions, FileRegistry};
 pub use format::{API_VERSION, GROUP, MAX_WEIGHT};
 
 /// The application protocol of a service port (Istio's names). Unknown

@@ -31,7 +31,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use ringmesh_ca::{ca_service, CaOptions, CaStore, ServiceOptions, TokenAuthority};
+use ringmesh_ca::{ca_service, Authenticator, CaOptions, CaStore, ServiceOptions, TokenAuthority};
 use ringmesh_istio::{Diagnostic, Severity};
 use ringmesh_registry::{FileOptions, FileRegistry, MeshState, Registry};
 use ringmesh_translate::{Options as TranslateOptions, ProxyNode, Translator};
@@ -39,13 +39,18 @@ use ringmesh_xds::{DebounceConfig, Debouncer, ScopeKey, XdsServer};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+#[cfg(feature = "kubernetes")]
+mod kube;
 pub mod token;
+pub mod webhook;
 
 const AFTER_HELP: &str = "\
 Examples:
   ringmesh-control --config-dir mesh/
   ringmesh-control --config-dir mesh/ --xds-address 0.0.0.0:15010 --data-dir /var/lib/ringmesh
   ringmesh-control token --data-dir /var/lib/ringmesh --namespace default --service-account reviews
+  ringmesh-control --kubernetes                      # in a cluster: in-cluster service account
+  ringmesh-control --kubernetes --kube-api http://127.0.0.1:8001   # behind `kubectl proxy`
 
 The directory holds registry objects (Service, Workload) and Istio resources as YAML;
 edits are picked up within a second. Point proxies (or Envoy, with
@@ -82,8 +87,23 @@ pub enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Directory of YAML files: registry Services and Workloads and Istio resources.
-    #[arg(long, value_name = "DIR", required = true)]
+    #[arg(long, value_name = "DIR", required_unless_present = "kubernetes")]
     pub config_dir: Option<PathBuf>,
+    /// Read Services, EndpointSlices, Pods and the Istio resources from the Kubernetes
+    /// API instead of a directory (the API server of --kube-api, else KUBECONFIG or the
+    /// in-cluster service account); the CA then also accepts service-account tokens,
+    /// checked with TokenReview.
+    #[cfg(feature = "kubernetes")]
+    #[arg(long, conflicts_with = "config_dir")]
+    pub kubernetes: bool,
+    /// Kubernetes API server URL (e.g. `http://127.0.0.1:8001` behind `kubectl proxy`).
+    #[cfg(feature = "kubernetes")]
+    #[arg(long, value_name = "URL", requires = "kubernetes")]
+    pub kube_api: Option<String>,
+    /// Audience a service-account token must be bound to for the CA (Kubernetes mode).
+    #[cfg(feature = "kubernetes")]
+    #[arg(long, default_value = "ringmesh-ca", value_name = "AUD")]
+    pub token_audience: String,
     /// Address of the gRPC server (ADS, mesh status, certificate signing).
     #[arg(long, default_value = "127.0.0.1:15010", value_name = "IP:PORT")]
     pub xds_address: SocketAddr,
@@ -116,6 +136,9 @@ pub struct Args {
     /// Worker threads of the runtime.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// The sidecar-injection webhook (off by default).
+    #[command(flatten, next_help_heading = "Sidecar injection webhook")]
+    pub webhook: webhook::WebhookArgs,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -142,10 +165,6 @@ pub fn open_ca(args: &Args) -> Result<(Arc<CaStore>, Arc<TokenAuthority>), Strin
 
 /// Run until SIGTERM/SIGINT. Returns the process exit code.
 pub async fn run(args: Args) -> i32 {
-    let Some(config_dir) = args.config_dir.clone() else {
-        error!("--config-dir is required");
-        return 2;
-    };
     let (ca, tokens) = match open_ca(&args) {
         Ok(ca) => ca,
         Err(e) => {
@@ -160,22 +179,28 @@ pub async fn run(args: Args) -> i32 {
         roots = ca.trust_bundle().len(),
         "CA ready"
     );
-    let registry = match FileRegistry::start(
-        config_dir.clone(),
-        FileOptions {
-            poll_interval: args.poll_interval,
-            domain_suffix: args.domain_suffix.clone(),
-            ..FileOptions::default()
-        },
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            error!("cannot read the mesh configuration: {e}");
-            return 1;
+    let authenticator: Arc<dyn Authenticator> = tokens.clone();
+    #[cfg(feature = "kubernetes")]
+    let (registry, authenticator, source): (Box<dyn Registry>, _, String) = if args.kubernetes {
+        match kube::start(&args, tokens.clone()).await {
+            Ok((registry, auth, source)) => (Box::new(registry), auth, source),
+            Err(e) => {
+                error!("{e}");
+                return 1;
+            }
+        }
+    } else {
+        match file_registry(&args).await {
+            Ok((registry, source)) => (Box::new(registry), authenticator, source),
+            Err(code) => return code,
         }
     };
+    #[cfg(not(feature = "kubernetes"))]
+    let (registry, authenticator, source): (Box<dyn Registry>, _, String) =
+        match file_registry(&args).await {
+            Ok((registry, source)) => (Box::new(registry), authenticator, source),
+            Err(code) => return code,
+        };
     let listener = match tokio::net::TcpListener::bind(args.xds_address).await {
         Ok(l) => l,
         Err(e) => {
@@ -188,6 +213,23 @@ pub async fn run(args: Args) -> i32 {
         }
     };
     let local = listener.local_addr().unwrap_or(args.xds_address);
+    // The injection webhook (off unless --webhook-address).
+    match webhook::start(
+        &args.webhook,
+        ca.clone(),
+        local,
+        &args.trust_domain,
+        &args.domain_suffix,
+    )
+    .await
+    {
+        Ok(Some(address)) => println!("WEBHOOK LISTENING {address}"),
+        Ok(None) => {}
+        Err(e) => {
+            error!("{e}");
+            return 1;
+        }
+    }
 
     let server = XdsServer::builder()
         .scope_by(|node| ProxyNode::from_node(node).scope_key())
@@ -211,7 +253,7 @@ pub async fn run(args: Args) -> i32 {
 
     // Printed on stdout for scripts and tests waiting for the port.
     println!("LISTENING {local}");
-    info!(address = %local, dir = %config_dir.display(), "serving xDS and the CA");
+    info!(address = %local, registry = %source, "serving xDS and the CA");
 
     let shutdown = async {
         shutdown_signal().await;
@@ -227,7 +269,7 @@ pub async fn run(args: Args) -> i32 {
             )
             .into_server(),
     );
-    routes.add_service(ca_service(ca, tokens, ServiceOptions::default()));
+    routes.add_service(ca_service(ca, authenticator, ServiceOptions::default()));
     let result = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -246,6 +288,26 @@ pub async fn run(args: Args) -> i32 {
         Err(e) => {
             error!("gRPC server failed: {e}");
             1
+        }
+    }
+}
+
+/// The file-mode registry of `--config-dir`, and what to log as the source.
+async fn file_registry(args: &Args) -> Result<(FileRegistry, String), i32> {
+    let Some(config_dir) = args.config_dir.clone() else {
+        error!("--config-dir is required");
+        return Err(2);
+    };
+    let options = FileOptions {
+        poll_interval: args.poll_interval,
+        domain_suffix: args.domain_suffix.clone(),
+        ..FileOptions::default()
+    };
+    match FileRegistry::start(config_dir.clone(), options).await {
+        Ok(r) => Ok((r, config_dir.display().to_string())),
+        Err(e) => {
+            error!("cannot read the mesh configuration: {e}");
+            Err(1)
         }
     }
 }
