@@ -18,7 +18,7 @@ K8S_TOOLS=$RINGMESH_K8S_TOOLS
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
     step "installing test prerequisites"
     need=()
-    for pkg in curl nginx-light wrk iproute2 procps iptables podman runc file; do
+    for pkg in curl nginx-light wrk iproute2 procps iptables podman runc file nghttp2-client; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     if [ "${#need[@]}" -gt 0 ]; then

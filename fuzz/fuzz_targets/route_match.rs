@@ -304,6 +304,7 @@ fn route(u: &mut Unstructured<'_>, name: String, clusters: &mut u32) -> Result<R
         action: RouteAction {
             destination,
             timeout: None,
+            retry: None,
         },
     })
 }

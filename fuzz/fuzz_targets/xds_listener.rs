@@ -87,6 +87,7 @@ fn catch_all(name: &str) -> RouteConfigSpec {
                 cluster: Some("fuzz-backend".into()),
                 weighted_clusters: None,
                 timeout: None,
+                retry_policy: None,
             }],
         }],
     }

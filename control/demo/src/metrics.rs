@@ -12,9 +12,11 @@
 //! | `ringmesh_downstream_cx_security_total` | `listener` = `inbound_<ip>_9080`, `security` (`mtls`, `plaintext`) | connections a destination's sidecar accepted, by transport security |
 //! | `ringmesh_downstream_cx_plaintext_refused_total` | `listener` | plaintext connections a STRICT listener refused |
 //! | `ringmesh_rbac_denied_total` | (any) | requests a sidecar's RBAC filters (AuthorizationPolicy) refused with 403 |
-//! | `istio_requests_total` | `reporter="destination"`, `source_workload`, `source_principal`, `connection_security_policy`, `response_code` | the peer identity and mTLS of each request, and denials (403) — Istio's standard metric, which the sidecar does not export yet (observability issue) |
+//! | `istio_requests_total` | `reporter="destination"`, `source_workload`, `source_app`, `source_principal`, `destination_workload`, `connection_security_policy`, `response_code` | the peer identity (verified SPIFFE ID → the workload it called) and mTLS of each request, and denials (403) — Istio's standard metric |
 //!
-//! Until `istio_requests_total` appears, a hop's security is what the
+//! A hop's identity and security come from the destinations'
+//! `istio_requests_total{reporter="destination"}`; only from sidecars that
+//! do not export it (older builds) does the demo fall back to what the
 //! destination's inbound listener counted: mTLS and plaintext connections.
 
 use std::{net::SocketAddr, time::Duration};
@@ -179,7 +181,10 @@ pub struct HopCounts {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PeerCount {
     pub security_policy: String,
+    /// The caller's verified SPIFFE ID (`unknown` for plaintext callers).
     pub principal: String,
+    /// The workload it reached (`destination_workload`).
+    pub destination_workload: String,
     pub requests: f64,
 }
 
@@ -313,14 +318,17 @@ impl MeshScrape {
             }) {
                 let policy = s.label("connection_security_policy").unwrap_or("unknown");
                 let principal = s.label("source_principal").unwrap_or("unknown");
-                match peers
-                    .iter_mut()
-                    .find(|c| c.security_policy == policy && c.principal == principal)
-                {
+                let workload = s.label("destination_workload").unwrap_or("unknown");
+                match peers.iter_mut().find(|c| {
+                    c.security_policy == policy
+                        && c.principal == principal
+                        && c.destination_workload == workload
+                }) {
                     Some(c) => c.requests += s.value,
                     None => peers.push(PeerCount {
                         security_policy: policy.to_owned(),
                         principal: principal.to_owned(),
+                        destination_workload: workload.to_owned(),
                         requests: s.value,
                     }),
                 }
@@ -379,7 +387,7 @@ ringmesh_downstream_cx_security_total{listener="inbound_127.0.0.102_9080",securi
 ringmesh_downstream_cx_security_total{listener="inbound_127.0.0.102_9080",security="plaintext"} 0
 ringmesh_downstream_cx_plaintext_refused_total{listener="inbound_127.0.0.102_9080"} 7
 ringmesh_rbac_denied_total{listener="inbound_127.0.0.102_9080"} 4
-istio_requests_total{reporter="destination",source_workload="frontend-0",source_principal="spiffe://cluster.local/ns/default/sa/frontend",connection_security_policy="mutual_tls",response_code="200"} 17
+istio_requests_total{reporter="destination",source_workload="frontend-0",source_principal="spiffe://cluster.local/ns/default/sa/frontend",destination_workload="reviews-v2-0",connection_security_policy="mutual_tls",response_code="200"} 17
 istio_requests_total{reporter="destination",source_workload="ratings-0",source_principal="spiffe://cluster.local/ns/default/sa/ratings",connection_security_policy="mutual_tls",response_code="403"} 5
 istio_requests_total{reporter="source",source_workload="reviews-v2-0",response_code="200"} 17
 "#;
@@ -431,6 +439,7 @@ istio_requests_total{reporter="source",source_workload="reviews-v2-0",response_c
             vec![PeerCount {
                 security_policy: "mutual_tls".into(),
                 principal: "spiffe://cluster.local/ns/default/sa/frontend".into(),
+                destination_workload: "reviews-v2-0".into(),
                 requests: 17.0
             }]
         );

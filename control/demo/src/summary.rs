@@ -68,7 +68,8 @@ pub struct HopSummary {
     pub errors_5xx: f64,
     /// `mutual_tls`, `plaintext` or `unknown`: what is on the wire.
     pub security: String,
-    /// Peer identities the destination's sidecar verified.
+    /// Peer identities the destination's sidecar verified, as
+    /// `<caller SPIFFE ID> → <destination workload>`.
     pub peer_identities: Vec<String>,
     /// What the mesh's configuration asks for.
     pub expected: &'static str,
@@ -309,14 +310,18 @@ fn hop_summary(h: HopCounts, probes: &[ProbeSummary]) -> HopSummary {
             .peers
             .iter()
             .filter(|p| p.principal != "unknown")
-            .map(|p| p.principal.clone())
+            .map(|p| format!("{} → {}", p.principal, p.destination_workload))
             .collect();
         ids.sort();
         ids.dedup();
         (
             policies.join("+"),
             ids,
-            format!("istio_requests_total reported by the {} sidecars", h.to),
+            format!(
+                "istio_requests_total{{reporter=\"destination\"}} of the {} sidecars \
+                 (source_principal → destination_workload, connection_security_policy)",
+                h.to
+            ),
         )
     } else if h.from == "ingress" {
         (

@@ -26,7 +26,7 @@ use crate::{
         TrustBundleSpec, UpstreamTlsMode,
     },
     parse_duration, Cluster, ClusterKind, ConfigError, DownstreamTls, Endpoint, IdentityConfig,
-    IdentitySource, LbPolicy, Listener, ListenerKind, ProxyLimits, Snapshot, UpstreamTls,
+    IdentitySource, Listener, ListenerKind, ProxyLimits, Snapshot, UpstreamTls,
 };
 
 /// Route `timeout` when none is configured (Envoy's default).
@@ -35,10 +35,10 @@ pub(crate) const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
-struct Errors(Vec<ConfigError>);
+pub(crate) struct Errors(Vec<ConfigError>);
 
 impl Errors {
-    fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
         self.0.push(ConfigError {
             file: None,
             line: None,
@@ -112,6 +112,12 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
         }
     }
 
+    let workload = compile_workload(cfg, identity.as_ref(), &mut xds_errs);
+    let access_log = cfg
+        .access_log
+        .as_ref()
+        .and_then(|a| compile_access_log(a, &mut xds_errs));
+
     let mut bundle_errs = Errors::default();
     let sds_roots = compile_trust_bundles(&cfg.trust_bundles, &mut bundle_errs);
 
@@ -141,6 +147,131 @@ pub(crate) fn compile(cfg: &ProxyConfig, version: u64) -> Result<Snapshot, Vec<C
         identity: identity.map(Arc::new),
         sds_roots: Arc::new(sds_roots),
         source: Arc::new(cfg.clone()),
+        workload: Arc::new(workload),
+        access_log: access_log.map(Arc::new),
+    })
+}
+
+/// Characters a workload metadata value may hold (Kubernetes names,
+/// labels): what the peer metadata header carries unescaped.
+pub fn valid_meta_value(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 253
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+fn compile_workload(
+    cfg: &ProxyConfig,
+    identity: Option<&crate::IdentityConfig>,
+    errs: &mut Errors,
+) -> crate::WorkloadInfo {
+    let spec = cfg.workload.clone().unwrap_or_default();
+    let meta = cfg.xds.as_ref().map(|x| &x.metadata);
+    let meta_str = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let label = |k: &str| {
+        meta.and_then(|m| m.get("LABELS"))
+            .and_then(|l| l.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let mut w = crate::WorkloadInfo::default();
+    let fields: [(&str, Option<String>, &mut String); 7] = [
+        (
+            "name",
+            spec.name.or_else(|| meta_str("WORKLOAD_NAME")),
+            &mut w.name,
+        ),
+        (
+            "namespace",
+            spec.namespace
+                .or_else(|| meta_str("NAMESPACE"))
+                .or_else(|| {
+                    identity
+                        .and_then(|i| i.id.as_ref())
+                        .map(|id| id.namespace().to_string())
+                }),
+            &mut w.namespace,
+        ),
+        ("app", spec.app.clone().or_else(|| label("app")), &mut w.app),
+        (
+            "version",
+            spec.version.clone().or_else(|| label("version")),
+            &mut w.version,
+        ),
+        (
+            "canonical_service",
+            spec.canonical_service
+                .or_else(|| label("service.istio.io/canonical-name"))
+                .or_else(|| spec.app.clone().or_else(|| label("app"))),
+            &mut w.canonical_service,
+        ),
+        (
+            "canonical_revision",
+            spec.canonical_revision
+                .or_else(|| label("service.istio.io/canonical-revision"))
+                .or_else(|| spec.version.clone().or_else(|| label("version"))),
+            &mut w.canonical_revision,
+        ),
+        (
+            "cluster",
+            spec.cluster.or_else(|| meta_str("CLUSTER_ID")),
+            &mut w.cluster,
+        ),
+    ];
+    for (field, value, slot) in fields {
+        if let Some(v) = value {
+            if valid_meta_value(&v) {
+                *slot = v;
+            } else {
+                errs.add(
+                    format!("workload.{field}"),
+                    "must be 1-253 characters of letters, digits, '-', '.', '_'",
+                );
+            }
+        }
+    }
+    if w.canonical_service == "unknown" && w.name != "unknown" {
+        w.canonical_service = w.name.clone();
+    }
+    w.principal = identity
+        .and_then(|i| i.id.as_ref())
+        .map(|id| id.to_string());
+    w
+}
+
+fn compile_access_log(
+    spec: &crate::model::AccessLogSpec,
+    errs: &mut Errors,
+) -> Option<crate::AccessLogConfig> {
+    if spec.path.trim().is_empty() {
+        errs.add("access_log.path", "must not be empty");
+        return None;
+    }
+    let queue = spec.queue_lines.unwrap_or(4096);
+    if queue == 0 || queue > 1 << 20 {
+        errs.add("access_log.queue_lines", "must be between 1 and 1048576");
+        return None;
+    }
+    let filter = spec.filter.clone().unwrap_or_default();
+    if let Some(s) = filter.status_min {
+        if !(100..=999).contains(&s) {
+            errs.add(
+                "access_log.filter.status_min",
+                "must be a status code (100-999)",
+            );
+            return None;
+        }
+    }
+    Some(crate::AccessLogConfig {
+        path: spec.path.clone().into(),
+        status_min: filter.status_min,
+        duration_min_ms: filter.duration_min_ms,
+        queue_lines: queue as usize,
     })
 }
 
@@ -511,12 +642,25 @@ fn compile_clusters(
             id: fnv1a64(spec.name.as_bytes()),
             name,
             connect_timeout,
-            lb_policy: match spec.lb_policy {
-                crate::model::LbPolicySpec::RoundRobin => LbPolicy::RoundRobin,
-            },
+            lb_policy: crate::resilience::lb_policy(spec.lb_policy),
             kind,
             endpoints: endpoints.into(),
             tls,
+            protocol: match spec.protocol {
+                crate::model::UpstreamProtocolSpec::Http1 => crate::UpstreamProtocol::Http1,
+                crate::model::UpstreamProtocolSpec::Http2 => crate::UpstreamProtocol::Http2,
+            },
+            circuit_breakers: crate::resilience::circuit_breakers(spec.circuit_breakers.as_ref()),
+            outlier_detection: crate::resilience::outlier_detection(
+                spec.outlier_detection.as_ref(),
+                &format!("clusters[{i}].outlier_detection"),
+                errs,
+            ),
+            healthy_panic_threshold: crate::resilience::panic_threshold(
+                spec.healthy_panic_threshold,
+                &format!("clusters[{i}]"),
+                errs,
+            ),
         }));
     }
     (clusters, by_name)
@@ -712,9 +856,75 @@ fn compile_route(
         action: RouteAction {
             destination,
             timeout,
+            retry: route
+                .retry_policy
+                .as_ref()
+                .map(|r| Arc::new(retry_policy(r, &format!("{at}.retry_policy"), errs))),
         },
     }
 }
+
+/// A route's retry policy; errors name `at.<field>`.
+fn retry_policy(
+    spec: &crate::model::RetryPolicySpec,
+    at: &str,
+    errs: &mut Errors,
+) -> ringmesh_route::RetryPolicy {
+    use ringmesh_route::{RetryOn, RetryPolicy};
+    let retry_on = RetryOn::parse(&spec.retry_on).unwrap_or_else(|reason| {
+        errs.add(format!("{at}.retry_on"), reason);
+        RetryOn::default()
+    });
+    let mut dur = |field: &str, v: &Option<String>| match v.as_deref().map(parse_duration) {
+        None => None,
+        Some(Ok(d)) if d.is_zero() => {
+            errs.add(format!("{at}.{field}"), "must be greater than 0s");
+            None
+        }
+        Some(Ok(d)) => Some(d),
+        Some(Err(reason)) => {
+            errs.add(format!("{at}.{field}"), reason);
+            None
+        }
+    };
+    let per_try_timeout = dur("per_try_timeout", &spec.per_try_timeout);
+    let backoff_base =
+        dur("backoff_base", &spec.backoff_base).unwrap_or(RetryPolicy::DEFAULT_BACKOFF_BASE);
+    let backoff_max = dur("backoff_max", &spec.backoff_max).unwrap_or(backoff_base * 10);
+    if backoff_max < backoff_base {
+        errs.add(
+            format!("{at}.backoff_max"),
+            "must not be less than backoff_base",
+        );
+    }
+    for (i, code) in spec.retriable_status_codes.iter().enumerate() {
+        if !(100..=599).contains(code) {
+            errs.add(
+                format!("{at}.retriable_status_codes[{i}]"),
+                "must be an HTTP status (100-599)",
+            );
+        }
+    }
+    let num_retries = spec.num_retries.unwrap_or(1);
+    if num_retries > MAX_RETRIES {
+        errs.add(
+            format!("{at}.num_retries"),
+            format!("at most {MAX_RETRIES}"),
+        );
+    }
+    RetryPolicy {
+        retry_on,
+        num_retries: num_retries.min(MAX_RETRIES),
+        per_try_timeout,
+        retriable_status_codes: spec.retriable_status_codes.clone().into(),
+        backoff_base,
+        backoff_max: backoff_max.max(backoff_base),
+        retry_non_idempotent: spec.retry_non_idempotent,
+    }
+}
+
+/// More retries than this is a configuration mistake, not resilience.
+const MAX_RETRIES: u32 = 10;
 
 /// `only one of {what} may be given (got a and b)`.
 fn only_one<T>(what: &str, given: &[(&str, T)]) -> String {

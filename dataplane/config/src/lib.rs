@@ -13,16 +13,19 @@ mod compile;
 mod duration;
 mod locate;
 pub mod model;
+pub mod resilience;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use compile::valid_meta_value;
 pub use duration::{format_duration, parse_duration};
+pub use resilience::{CircuitBreakers, LbPolicy, OutlierDetection};
 pub use snapshot::{
-    Cluster, ClusterKind, DownstreamTls, Endpoint, IdentityConfig, IdentitySource, LbPolicy,
-    Listener, ListenerKind, ProxyLimits, Snapshot, UpstreamTls,
+    AccessLogConfig, Cluster, ClusterKind, DownstreamTls, Endpoint, IdentityConfig, IdentitySource,
+    Listener, ListenerKind, ProxyLimits, Snapshot, UpstreamProtocol, UpstreamTls, WorkloadInfo,
 };
 
 /// One reason a configuration was rejected.

@@ -111,6 +111,69 @@ pub struct ProxyConfig {
     /// own bundle. Filled in by the xDS client only: a file cannot set it.
     #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
     pub trust_bundles: Vec<TrustBundleSpec>,
+    /// This proxy's workload (Istio's node metadata): the `source_*` /
+    /// `destination_*` labels of the Istio metrics and the peer metadata
+    /// exchanged with other sidecars. Unset fields fall back to the `xds`
+    /// node metadata (`WORKLOAD_NAME`, `NAMESPACE`, `LABELS`, `CLUSTER_ID`)
+    /// and the identity's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadSpec>,
+    /// JSON access logs, off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLogSpec>,
+}
+
+/// This proxy's workload metadata.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Workload name (e.g. the Deployment: `reviews-v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The `app` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The `version` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `service.istio.io/canonical-name`; default: app, then name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical_service: Option<String>,
+    /// `service.istio.io/canonical-revision`; default: version, then `latest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical_revision: Option<String>,
+    /// The cluster the workload runs in (Istio's `CLUSTER_ID`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
+/// Where and what to log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSpec {
+    /// A file (appended to), `/dev/stdout` or `/dev/stderr`.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<AccessLogFilterSpec>,
+    /// Lines queued (all shards together) for the writer thread; when
+    /// full, lines are dropped (and counted) rather than delaying
+    /// requests. Default 4096. Read when the first line is logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_lines: Option<u32>,
+}
+
+/// Log only requests matching all the given conditions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFilterSpec {
+    /// Only responses with at least this status code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_min: Option<u16>,
+    /// Only requests that took at least this long (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_min_ms: Option<u64>,
 }
 
 /// Where this proxy's certificate comes from: the mesh CA (`ca_address`,
@@ -288,7 +351,7 @@ pub struct VirtualHostSpec {
     pub routes: Vec<RouteSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -308,6 +371,38 @@ pub struct RouteSpec {
         deserialize_with = "crate::duration::opt_duration"
     )]
     pub timeout: Option<String>,
+    /// Retries (Envoy's `retry_policy`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicySpec>,
+}
+
+/// A route's retries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicySpec {
+    /// Envoy's conditions, comma-separated: `5xx`, `gateway-error`,
+    /// `reset`, `connect-failure`, `retriable-4xx`, `refused-stream`,
+    /// `retriable-status-codes`, and the gRPC `cancelled`,
+    /// `deadline-exceeded`, `internal`, `resource-exhausted`,
+    /// `unavailable`.
+    pub retry_on: String,
+    /// Retries after the first attempt; default 1 (Envoy's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retriable_status_codes: Vec<u16>,
+    /// Default 25ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_base: Option<String>,
+    /// Default 10 × `backoff_base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_max: Option<String>,
+    /// Also retry non-idempotent requests (POST, PATCH) after they may
+    /// have reached the upstream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_non_idempotent: bool,
 }
 
 impl RouteSpec {
@@ -405,14 +500,9 @@ pub struct QueryParameterMatchSpec {
     pub ignore_case: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LbPolicySpec {
-    #[default]
-    RoundRobin,
-}
+pub use crate::resilience::{CircuitBreakersSpec, LbPolicySpec, OutlierDetectionSpec};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     pub name: String,
@@ -435,6 +525,34 @@ pub struct ClusterSpec {
     /// Outbound TLS; plaintext when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClusterTlsSpec>,
+    /// The protocol spoken to the endpoints: `http1` (default) or `http2`
+    /// (h2 with prior knowledge, or ALPN `h2` over mTLS; gRPC backends).
+    #[serde(default, skip_serializing_if = "UpstreamProtocolSpec::is_default")]
+    pub protocol: UpstreamProtocolSpec,
+    /// Limits for the proxy as a whole; unset fields are unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breakers: Option<CircuitBreakersSpec>,
+    /// Passive health checking; absent: endpoints are never ejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetectionSpec>,
+    /// Percentage (default 50) of usable endpoints below which ejections
+    /// are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_panic_threshold: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocolSpec {
+    #[default]
+    Http1,
+    Http2,
+}
+
+impl UpstreamProtocolSpec {
+    fn is_default(&self) -> bool {
+        *self == UpstreamProtocolSpec::Http1
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,8 @@ use ringmesh_route::RouteTable;
 use ringmesh_tls::{SpiffeId, TrustBundle};
 use serde::{ser::SerializeStruct, Serialize, Serializer};
 
+use crate::resilience::{CircuitBreakers, LbPolicy, OutlierDetection};
+
 /// Everything a shard needs to serve traffic, compiled once.
 ///
 /// Serializes as `{version, listeners, clusters, limits, admin}`: `version`
@@ -37,13 +39,69 @@ pub struct Snapshot {
     /// The model this snapshot was compiled from (served by `/config_dump`).
     #[serde(skip)]
     pub source: Arc<crate::model::ProxyConfig>,
+    /// This proxy's workload metadata (telemetry labels, peer exchange).
+    pub workload: Arc<WorkloadInfo>,
+    /// JSON access logs (`None`: off).
+    pub access_log: Option<Arc<AccessLogConfig>>,
+}
+
+/// This proxy's workload, with every field resolved (`unknown` when
+/// nothing says).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkloadInfo {
+    pub name: String,
+    pub namespace: String,
+    pub app: String,
+    pub version: String,
+    pub canonical_service: String,
+    pub canonical_revision: String,
+    pub cluster: String,
+    /// `spiffe://…` when known from the identity section (else taken from
+    /// the certificate at run time).
+    pub principal: Option<String>,
+}
+
+impl Default for WorkloadInfo {
+    fn default() -> Self {
+        let u = || "unknown".to_string();
+        WorkloadInfo {
+            name: u(),
+            namespace: u(),
+            app: u(),
+            version: u(),
+            canonical_service: u(),
+            canonical_revision: "latest".into(),
+            cluster: u(),
+            principal: None,
+        }
+    }
+}
+
+/// The compiled `access_log` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessLogConfig {
+    pub path: PathBuf,
+    pub status_min: Option<u16>,
+    pub duration_min_ms: Option<u64>,
+    pub queue_lines: usize,
+}
+
+impl AccessLogConfig {
+    /// Whether a request with this outcome is logged.
+    #[inline]
+    pub fn wants(&self, status: u16, duration: Duration) -> bool {
+        self.status_min.is_none_or(|m| status >= m)
+            && self
+                .duration_min_ms
+                .is_none_or(|m| duration.as_millis() >= u128::from(m))
+    }
 }
 
 fn hex_version<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{v:016x}"))
 }
 
-fn duration_str<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn duration_str<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::format_duration(*d))
 }
 
@@ -98,12 +156,6 @@ pub enum ListenerKind {
     Tcp { cluster: Arc<str>, cluster_idx: u32 },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LbPolicy {
-    RoundRobin,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
     pub address: SocketAddr,
@@ -123,6 +175,24 @@ pub struct Cluster {
     pub endpoints: Arc<[Endpoint]>,
     /// mTLS to the endpoints (`ISTIO_MUTUAL`); plaintext when `None`.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// HTTP/1.1 or HTTP/2 to the endpoints.
+    pub protocol: UpstreamProtocol,
+    /// Limits for the proxy as a whole (all shards together).
+    pub circuit_breakers: CircuitBreakers,
+    /// Passive health checking; `None`: no endpoint is ever ejected.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Below this percentage of usable (not ejected) endpoints, ejections
+    /// are ignored and every endpoint is used (Envoy's panic threshold).
+    pub healthy_panic_threshold: u32,
+}
+
+/// The HTTP version spoken to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    Http2,
 }
 
 /// A listener's inbound TLS (Istio's PeerAuthentication mode).

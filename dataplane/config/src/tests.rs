@@ -255,7 +255,7 @@ listeners:
     assert_eq!(
         load_errors("admin: { address: 127.0.0.1:1 }\nlistener: []\n"),
         ["proxy.yaml:2:1: listener: unknown field `listener`, expected one of `admin`, `listeners`, \
-          `route_configs`, `clusters`, `limits`, `xds`, `identity`"]
+          `route_configs`, `clusters`, `limits`, `xds`, `identity`, `workload`, `access_log`"]
     );
     let text = "\
 route_configs:

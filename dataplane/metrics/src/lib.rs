@@ -14,6 +14,7 @@
 
 mod family;
 mod histogram;
+pub mod labeled;
 pub mod prometheus;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -21,6 +22,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 pub use family::{Family, Registry};
 pub use histogram::{
     merge as histogram_merge, LocalHistogram, PublishedHistogram, HISTOGRAM_BUCKETS_MS,
+};
+pub use labeled::{
+    merge_fixed, FixedHistogram, LabelValues, LabeledRegistry, OverflowCounters as ShardCounters,
+    ShardLabeled,
 };
 
 /// A monotonically increasing counter with a single writer (its shard).

@@ -102,6 +102,36 @@ impl Exposition {
         let _ = writeln!(self.out, " {}", hist.len());
     }
 
+    /// A histogram from non-cumulative bucket counts (`buckets[i]` counts
+    /// values `<= bounds[i]` and above the previous bound); `count` includes
+    /// values above the last bound. `sum` is written as given.
+    #[allow(clippy::too_many_arguments)] // one per part of the family
+    pub fn histogram_fixed(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        bounds: &[&str],
+        buckets: &[u64],
+        count: u64,
+        sum: f64,
+    ) {
+        self.header(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0u64;
+        for (le, n) in bounds.iter().zip(buckets) {
+            cumulative += n;
+            self.bucket_line(&bucket, labels, le, cumulative);
+        }
+        self.bucket_line(&bucket, labels, "+Inf", count);
+        let _ = write!(self.out, "{name}_sum");
+        self.labels(labels);
+        let _ = writeln!(self.out, " {sum}");
+        let _ = write!(self.out, "{name}_count");
+        self.labels(labels);
+        let _ = writeln!(self.out, " {count}");
+    }
+
     fn bucket_line(&mut self, bucket: &str, labels: &[(&str, &str)], le: &str, count: u64) {
         let mut with_le: Vec<(&str, &str)> = Vec::with_capacity(labels.len() + 1);
         with_le.extend_from_slice(labels);
@@ -116,7 +146,8 @@ impl Exposition {
     }
 }
 
-fn fmt_le(le: f64) -> String {
+/// A bucket bound as Prometheus clients write it (`0.5`, `25`, `1e+06`).
+pub fn fmt_le(le: f64) -> String {
     if le.fract() == 0.0 {
         format!("{}", le as u64)
     } else {

@@ -150,6 +150,7 @@ async fn run_xds(
                     "configuration from the control plane applied"
                 );
                 shared.identity.set_sds_roots(snap.sds_roots.clone());
+                crate::resilience::retain_for(&snap);
                 shared.snapshot.store(Arc::new(snap));
                 shared.stats.xds_accepted.inc();
                 shared.xds_synced.store(true, Ordering::Release);
@@ -244,6 +245,7 @@ impl Watcher {
                     clusters = snap.clusters.len(),
                     "configuration reloaded"
                 );
+                crate::resilience::retain_for(&snap);
                 shared.snapshot.store(Arc::new(snap));
                 shared.stats.reload_success.inc();
             }

@@ -21,14 +21,49 @@ use ringmesh_http1::{
     ParseStatus, RequestHead, ResponseHead,
 };
 use ringmesh_metrics::Counter;
+use ringmesh_route::Failure;
 
 use crate::{
     io::{Io, ReadIo, WriteIo},
+    resilience::Outcome,
     routing::{query_of, request_view, HeadHeaders},
     shard::ShardCtx,
     stats::{class_index, record_verdict, ListenerStats},
+    telemetry::{
+        LogFields, PeerId, Protocol, Reporter, RequestRecord, ResponseFlags, Security,
+        OVERFLOW_REASON, PEER_HEADER,
+    },
     upstream::{acquire, ConnectError, Upstream},
 };
+
+/// What the access log needs from a request head, copied before the head
+/// leaves the read buffer (only when access logs are on).
+#[derive(Default)]
+struct LogCopy {
+    method: Vec<u8>,
+    path: Vec<u8>,
+    authority: Vec<u8>,
+    request_id: Option<Vec<u8>>,
+    traceparent: Option<Vec<u8>>,
+    user_agent: Option<Vec<u8>>,
+}
+
+/// Per-exchange telemetry state.
+#[derive(Default)]
+struct Exchange {
+    /// Bytes of the request head as received (0 until parsed).
+    head_len: u64,
+    /// `rq_bytes` / `rs_bytes` when the exchange started.
+    rq0: u64,
+    rs0: u64,
+    /// Response bytes written so far outside `rs_bytes` (heads).
+    rs_head: u64,
+    cluster: Option<Arc<ringmesh_config::Cluster>>,
+    upstream_host: Option<SocketAddr>,
+    /// The other side (see [`RequestRecord::peer`]).
+    peer: PeerId,
+    log: Option<LogCopy>,
+}
 
 /// Initial capacity of each per-connection buffer; heads grow it up to the
 /// configured header limit.
@@ -241,6 +276,14 @@ struct Conn<S> {
     wbuf: Vec<u8>,
     head: RequestHead,
     rhead: ResponseHead,
+    /// The listener's downstream TLS mode (inbound listeners terminate
+    /// mesh mTLS): who reports this connection's requests.
+    listener_tls: ringmesh_config::DownstreamTls,
+    /// Request body bytes forwarded, response body bytes streamed (the
+    /// connection's totals; an exchange uses the difference).
+    rq_bytes: Counter,
+    rs_bytes: Counter,
+    x: Exchange,
 }
 
 /// Serve one downstream connection until it closes. `rbuf` holds bytes
@@ -273,6 +316,15 @@ pub async fn serve<S: Io>(
         wbuf: Vec::with_capacity(1024),
         head: RequestHead::default(),
         rhead: ResponseHead::default(),
+        listener_tls: ctx
+            .snapshot()
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map_or(ringmesh_config::DownstreamTls::Disable, |l| l.tls),
+        rq_bytes: Counter::default(),
+        rs_bytes: Counter::default(),
+        x: Exchange::default(),
     };
     loop {
         match c.exchange(&ctx, &listener, &ls).await {
@@ -331,6 +383,11 @@ impl<S: Io> Conn<S> {
             }
         }
         let start = Instant::now();
+        self.x = Exchange {
+            rq0: self.rq_bytes.get(),
+            rs0: self.rs_bytes.get(),
+            ..Exchange::default()
+        };
 
         // Read the whole head within the request-header timeout.
         let deadline = start + limits.request_headers_timeout;
@@ -370,6 +427,37 @@ impl<S: Io> Conn<S> {
 
         // Route. The request keeps this snapshot until it finishes.
         let snap = ctx.snapshot();
+        self.x.head_len = self.head.head_len as u64;
+        // The peer metadata header never reaches the application: marked
+        // hop-by-hop, the writer drops it. Believed only on mTLS.
+        let mut peer_header = None;
+        for h in self.head.headers.iter_mut() {
+            if h.name
+                .get(&self.rbuf)
+                .eq_ignore_ascii_case(PEER_HEADER.as_bytes())
+            {
+                h.hop_by_hop = true;
+                peer_header.get_or_insert(h.value);
+            }
+        }
+        if self.listener_tls != ringmesh_config::DownstreamTls::Disable {
+            self.x.peer = ctx.stats.telemetry.inbound_peer(
+                self.principal.as_deref(),
+                peer_header.map(|v| v.get(&self.rbuf)),
+            );
+        }
+        if snap.access_log.is_some() {
+            let h = &self.head;
+            let b = &self.rbuf;
+            self.x.log = Some(LogCopy {
+                method: h.method_span.get(b).to_vec(),
+                path: h.target.get(b).to_vec(),
+                authority: h.authority.get(b).to_vec(),
+                request_id: h.header(b, "x-request-id").map(<[u8]>::to_vec),
+                traceparent: h.header(b, "traceparent").map(<[u8]>::to_vec),
+                user_agent: h.header(b, "user-agent").map(<[u8]>::to_vec),
+            });
+        }
         let head = &self.head;
         let has_body = !matches!(
             head.framing,
@@ -478,6 +566,15 @@ impl<S: Io> Conn<S> {
         let cluster = snap.clusters[picked.index as usize].clone();
         let req_deadline = route.action.timeout.map(|t| start + t);
         let ccells = ctx.stats.cluster(cluster.id, &cluster.name);
+        self.x.cluster = Some(cluster.clone());
+        let reporter = Reporter::of(self.listener_tls, Some(&cluster));
+        // Requests to mesh (ISTIO_MUTUAL) clusters carry our metadata.
+        let own_header = (reporter == Reporter::Source && cluster.tls.is_some())
+            .then(|| ctx.stats.telemetry.own_header(&snap));
+        let extra: &[(&str, &[u8])] = match &own_header {
+            Some(h) => &[(PEER_HEADER, h)],
+            None => &[],
+        };
         let method: Method = head.method;
         let client_close = head.close;
         let http10 = head.version == ringmesh_http1::Version::Http10;
@@ -488,6 +585,9 @@ impl<S: Io> Conn<S> {
         // validated before anything is sent.
         self.wbuf.clear();
         let rid = ctx.request_id_if_missing(head);
+        if let (Some(l), Some(r)) = (&mut self.x.log, &rid) {
+            l.request_id = Some(r.to_vec());
+        }
         write_upstream_request_to(
             &self.rbuf,
             head,
@@ -496,7 +596,7 @@ impl<S: Io> Conn<S> {
                 proto: Self::SCHEME,
                 request_id: rid.as_ref().map(|r| &r[..]),
                 strip_expect: expect_continue,
-                extra_headers: &[],
+                extra_headers: extra,
             },
             target,
             &mut self.wbuf,
@@ -526,37 +626,117 @@ impl<S: Io> Conn<S> {
         }
         self.wbuf
             .extend_from_slice(&self.rbuf[head_len..head_len + taken]);
+        self.rq_bytes.add(taken as u64);
         self.rbuf.drain(..head_len + taken);
         // Safe to send again if a reused connection turns out to be dead:
         // the whole request is in hand and repeating it is harmless.
         let replayable = body.is_done() && method.is_idempotent();
 
-        // Send, retrying only when a reused connection turned out to be
-        // closed and the whole request is still in hand.
+        // The cluster's circuit breaker: a place under max_requests for
+        // the whole exchange (all shards count together).
+        let cstate = ctx.pools.lb.state(&cluster);
+        let _admitted = match cstate.admit(&cluster.circuit_breakers) {
+            Ok(slot) => slot,
+            Err(_) => return self.overflow_reply(ctx, ls, start, &body).await,
+        };
+
+        // HTTP/2-only clusters (gRPC backends): the prepared request goes
+        // out as an h2 stream (`crate::h2::h1`).
+        if cluster.protocol == ringmesh_config::UpstreamProtocol::Http2 {
+            let flags = (expect_continue, http10, client_close);
+            return self
+                .forward_h2(
+                    ctx,
+                    ls,
+                    &cluster,
+                    &ccells,
+                    start,
+                    req_deadline,
+                    &body,
+                    flags,
+                )
+                .await;
+        }
+
+        // Send. A reused connection found closed before any answer is
+        // replayed when the whole request is in hand (`Stale`, not a
+        // retry). The route's retry policy retries failed attempts while
+        // the request is in hand (a copy of it is kept), the method allows
+        // it, retries are left and the cluster's retry budget has room.
+        let policy = route.action.retry.clone();
+        let in_hand = body.is_done();
+        let request_copy = match &policy {
+            Some(_) if in_hand => Some(self.wbuf.clone()),
+            _ => None,
+        };
+        let mut retries_done = 0u32;
+        let mut _retry_slots = Vec::new();
+        let mut stale_replays = 0;
         let mut sent_continue = false;
-        let mut up = None;
-        for _ in 0..3 {
-            match self
+        let up = loop {
+            let try_deadline = match policy.as_ref().and_then(|p| p.per_try_timeout) {
+                Some(t) => {
+                    let d = Instant::now() + t;
+                    Some(req_deadline.map_or(d, |r| r.min(d)))
+                }
+                None => req_deadline,
+            };
+            let outcome = self
                 .attempt(
                     ctx,
                     ls,
                     &cluster,
                     &ccells,
                     &limits,
-                    req_deadline,
+                    try_deadline,
                     method,
                     &mut body,
                     expect_continue,
                     &mut sent_continue,
                     replayable,
                 )
-                .await
-            {
-                Attempt::Ok(u) => {
-                    up = Some(u);
-                    break;
+                .await;
+            // What failed, if the policy may retry it.
+            let failure = match &outcome {
+                Attempt::Ok(_) => Some(Failure::Status(self.rhead.status, None)),
+                Attempt::Reply(code, reason, _) => {
+                    retry_failure(*code, reason, try_deadline != req_deadline)
                 }
-                Attempt::Stale if replayable => continue,
+                _ => None,
+            };
+            let retry = match (&policy, &request_copy, failure) {
+                (Some(p), Some(_), Some(f)) => {
+                    p.retriable(f)
+                        && retries_done < p.num_retries
+                        && (method.is_idempotent() || p.retry_non_idempotent || f.nothing_sent())
+                        && req_deadline.is_none_or(|d| Instant::now() < d)
+                }
+                _ => false,
+            };
+            let slot = if retry {
+                cstate.try_retry(&cluster.circuit_breakers)
+            } else {
+                None
+            };
+            if let (Some(slot), Some(p), Some(copy)) = (slot, &policy, &request_copy) {
+                // The failed answer (and its connection) is dropped.
+                drop(outcome);
+                _retry_slots.push(slot);
+                retries_done += 1;
+                let pause = p.backoff(retries_done, ctx.next_u64());
+                if !pause.is_zero() {
+                    monoio::time::sleep(pause).await;
+                }
+                self.wbuf.clear();
+                self.wbuf.extend_from_slice(copy);
+                continue;
+            }
+            match outcome {
+                Attempt::Ok(u) => break u,
+                Attempt::Stale if replayable && stale_replays < 2 => {
+                    stale_replays += 1;
+                    continue;
+                }
                 Attempt::Stale => {
                     return self
                         .local_reply(
@@ -569,6 +749,9 @@ impl<S: Io> Conn<S> {
                         )
                         .await
                 }
+                Attempt::Reply(503, OVERFLOW_REASON, _) => {
+                    return self.overflow_reply(ctx, ls, start, &body).await
+                }
                 Attempt::Reply(code, reason, next) => {
                     if code == 504 {
                         ccells.rq_timeout.inc();
@@ -578,19 +761,8 @@ impl<S: Io> Conn<S> {
                 }
                 Attempt::Abort => return Next::Close,
             }
-        }
-        let Some(mut up) = up else {
-            return self
-                .local_reply(
-                    ctx,
-                    ls,
-                    start,
-                    503,
-                    "upstream reset before response",
-                    Next::Linger,
-                )
-                .await;
         };
+        let mut up = up;
 
         // The response: head (+ the body bytes that came with it) in one write.
         let draining = ctx.drain.is_fired();
@@ -601,6 +773,23 @@ impl<S: Io> Conn<S> {
             rbody = Body::Dechunk(ChunkedDecoder::new());
             self.rhead.framing = BodyFraming::UntilClose;
         }
+        self.x.upstream_host = Some(up.addr);
+        let mut resp_peer = None;
+        for h in self.rhead.headers.iter_mut() {
+            if h.name
+                .get(&self.ubuf)
+                .eq_ignore_ascii_case(PEER_HEADER.as_bytes())
+            {
+                h.hop_by_hop = true;
+                resp_peer.get_or_insert(h.value);
+            }
+        }
+        if reporter == Reporter::Source && cluster.tls.is_some() {
+            self.x.peer = ctx
+                .stats
+                .telemetry
+                .outbound_peer(resp_peer.map(|v| v.get(&self.ubuf)));
+        }
         let rhead = &self.rhead;
         let down_close =
             client_close || draining || matches!(rhead.framing, BodyFraming::UntilClose);
@@ -608,6 +797,16 @@ impl<S: Io> Conn<S> {
         let mut reusable = !rhead.close;
         self.wbuf.clear();
         write_downstream_response(&self.ubuf, rhead, down_close, &mut self.wbuf);
+        if reporter == Reporter::Destination && self.peer_identity.is_some() {
+            // Our metadata for the source's sidecar, before the blank line.
+            let own = ctx.stats.telemetry.own_header(&snap);
+            let end = self.wbuf.len() - 2;
+            self.wbuf.truncate(end);
+            self.wbuf.extend_from_slice(PEER_HEADER.as_bytes());
+            self.wbuf.extend_from_slice(b": ");
+            self.wbuf.extend_from_slice(&own);
+            self.wbuf.extend_from_slice(b"\r\n\r\n");
+        }
         let rlen = rhead.head_len;
         let (taken, out) = match rbody.take_in_place(&mut self.ubuf[rlen..]) {
             Ok(x) => x,
@@ -638,8 +837,10 @@ impl<S: Io> Conn<S> {
             return Next::Close;
         }
         ls.cells.tx_bytes.add(wlen as u64);
+        self.x.rs_head += wlen as u64;
         if !rbody.is_done() {
             let buf = take(&mut self.ubuf);
+            let before = self.rs_bytes.get();
             let (r, b) = forward_body(
                 &mut up.stream,
                 &mut self.down,
@@ -647,10 +848,11 @@ impl<S: Io> Conn<S> {
                 &mut rbody,
                 limits.idle_timeout,
                 &Counter::default(),
-                &ls.cells.tx_bytes,
+                &self.rs_bytes,
                 None,
             )
             .await;
+            ls.cells.tx_bytes.add(self.rs_bytes.get() - before);
             self.ubuf = b;
             match r {
                 Ok(()) => {
@@ -661,12 +863,16 @@ impl<S: Io> Conn<S> {
                 }
                 Err(e) => {
                     tracing::debug!(peer = %self.peer, peer_identity = self.peer_identity.as_deref().map(tracing::field::display), error = ?e, "response body aborted");
-                    self.record(ls, &ccells, start, status);
+                    let flags = match e {
+                        BodyError::Dst(_) => ResponseFlags::DC,
+                        _ => ResponseFlags::UC,
+                    };
+                    self.record(ctx, ls, &ccells, start, status, flags);
                     return Next::Close;
                 }
             }
         }
-        self.record(ls, &ccells, start, status);
+        self.record(ctx, ls, &ccells, start, status, ResponseFlags::NONE);
         if reusable && !draining {
             ctx.pools.checkin(up);
         }
@@ -735,6 +941,9 @@ impl<S: Io> Conn<S> {
                     Next::KeepAlive,
                 );
             }
+            Err(ConnectError::Overflow(_)) => {
+                return Attempt::Reply(503, OVERFLOW_REASON, Next::KeepAlive)
+            }
             Err(_) => return Attempt::Reply(503, "upstream connect error", Next::KeepAlive),
         };
         ccells.rq_total.inc();
@@ -757,6 +966,7 @@ impl<S: Io> Conn<S> {
             return if up.reused {
                 Attempt::Stale
             } else {
+                up.report(cluster, Outcome::LocalFailure);
                 Attempt::Reply(503, "upstream write failed", Next::KeepAlive)
             };
         }
@@ -770,7 +980,7 @@ impl<S: Io> Conn<S> {
                 body,
                 limits.idle_timeout,
                 &ls.cells.rx_bytes,
-                &Counter::default(),
+                &self.rq_bytes,
                 limits.max_request_body,
             )
             .await;
@@ -832,11 +1042,13 @@ impl<S: Io> Conn<S> {
                             self.ubuf.drain(..n);
                             continue;
                         }
+                        up.report(cluster, Outcome::Status(s));
                         return Attempt::Ok(up);
                     }
                     Ok(ParseStatus::Partial) => {}
                     Err(e) => {
                         tracing::debug!(cluster = %cluster.name, error = %e, "invalid response head from upstream");
+                        up.report(cluster, Outcome::Status(502));
                         return Attempt::Reply(
                             502,
                             "upstream sent an invalid response",
@@ -851,7 +1063,8 @@ impl<S: Io> Conn<S> {
                 Some(d) => match monoio::time::timeout_at(d, read).await {
                     Ok(r) => r,
                     Err(_) => {
-                        return Attempt::Reply(504, "upstream request timeout", Next::KeepAlive)
+                        up.report(cluster, Outcome::LocalFailure);
+                        return Attempt::Reply(504, "upstream request timeout", Next::KeepAlive);
                     }
                 },
                 None => read.await,
@@ -865,6 +1078,7 @@ impl<S: Io> Conn<S> {
                     if nothing && up.reused {
                         return Attempt::Stale;
                     }
+                    up.report(cluster, Outcome::LocalFailure);
                     return Attempt::Reply(
                         if nothing { 503 } else { 502 },
                         if nothing {
@@ -879,17 +1093,140 @@ impl<S: Io> Conn<S> {
         }
     }
 
+    /// A request to a `protocol: http2` cluster (see `crate::h2::h1`).
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_h2(
+        &mut self,
+        ctx: &Rc<ShardCtx>,
+        ls: &ListenerStats,
+        cluster: &Arc<ringmesh_config::Cluster>,
+        ccells: &Arc<crate::stats::ClusterCells>,
+        start: Instant,
+        deadline: Option<Instant>,
+        body: &Body,
+        (expect_continue, http10, client_close): (bool, bool, bool),
+    ) -> Next {
+        let snap = ctx.snapshot();
+        let limits = snap.limits;
+        let reporter = Reporter::of(self.listener_tls, Some(cluster));
+        let own = (reporter == Reporter::Destination && self.peer_identity.is_some())
+            .then(|| ctx.stats.telemetry.own_header(&snap));
+        let o = crate::h2::h1::forward_h1_request_to_h2(
+            ctx,
+            cluster,
+            ccells,
+            self.orig_dst,
+            crate::h2::h1::H1Request {
+                prepared: &self.wbuf,
+                scheme: Self::SCHEME,
+                limits: &limits.http1,
+                expect_continue,
+                http10,
+                close: client_close || ctx.drain.is_fired(),
+                deadline,
+                idle: limits.idle_timeout,
+                own_peer_header: own.as_deref(),
+            },
+            &mut self.down,
+            &mut self.rbuf,
+        )
+        .await;
+        ls.cells.rx_bytes.add(o.request_read);
+        self.rq_bytes.add(o.request_read);
+        ls.cells.tx_bytes.add(o.response_bytes);
+        self.x.rs_head += o.response_bytes;
+        self.x.upstream_host = o.upstream_host;
+        if reporter == Reporter::Source && cluster.tls.is_some() {
+            self.x.peer = ctx.stats.telemetry.outbound_peer(o.peer_header.as_deref());
+        }
+        match o.local {
+            Some((503, OVERFLOW_REASON)) => self.overflow_reply(ctx, ls, start, body).await,
+            Some((code, reason)) => {
+                self.local_reply(ctx, ls, start, code, reason, Next::Linger)
+                    .await
+            }
+            None if o.status == 0 => Next::Close,
+            None => {
+                self.record(ctx, ls, ccells, start, o.status, o.flags);
+                if o.keep_alive {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                }
+            }
+        }
+    }
+
     fn record(
         &self,
+        ctx: &ShardCtx,
         ls: &ListenerStats,
         cc: &crate::stats::ClusterCells,
         start: Instant,
         status: u16,
+        flags: ResponseFlags,
     ) {
         let i = class_index(status);
         ls.cells.rq_by_class[i].inc();
         cc.rq_by_class[i].inc();
-        ls.latency.record_us(start.elapsed().as_micros() as u64);
+        let elapsed = start.elapsed();
+        ls.latency.record_us(elapsed.as_micros() as u64);
+        self.record_istio(ctx, status, flags, elapsed);
+    }
+
+    /// Istio metrics and the access log line of the current exchange.
+    fn record_istio(
+        &self,
+        ctx: &ShardCtx,
+        status: u16,
+        flags: ResponseFlags,
+        duration: std::time::Duration,
+    ) {
+        let snap = ctx.snapshot();
+        let x = &self.x;
+        let cluster = x.cluster.as_deref();
+        let reporter = Reporter::of(self.listener_tls, cluster);
+        let security = match reporter {
+            Reporter::Source => Security::Unknown,
+            Reporter::Destination if self.peer_identity.is_some() => Security::MutualTls,
+            Reporter::Destination => Security::None,
+        };
+        let peer = match (reporter, x.peer) {
+            // Answered before the head was read: the SPIFFE ID still says who.
+            (Reporter::Destination, PeerId::UNKNOWN) => ctx
+                .stats
+                .telemetry
+                .inbound_peer(self.principal.as_deref(), None),
+            (_, p) => p,
+        };
+        let r = RequestRecord {
+            reporter,
+            peer,
+            cluster,
+            protocol: Protocol::Http,
+            response_code: status,
+            grpc_status: None,
+            flags,
+            request_bytes: x.head_len + (self.rq_bytes.get() - x.rq0),
+            response_bytes: x.rs_head + (self.rs_bytes.get() - x.rs0),
+            duration,
+            security,
+        };
+        ctx.stats.telemetry.record_request(&snap, &r, || {
+            let l = x.log.as_ref();
+            let opt = |f: fn(&LogCopy) -> &Option<Vec<u8>>| l.and_then(|l| f(l).as_deref());
+            LogFields {
+                method: l.map_or(&[][..], |l| &l.method),
+                path: l.map_or(&[][..], |l| &l.path),
+                protocol: if self.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
+                authority: l.map_or(&[][..], |l| &l.authority),
+                upstream_host: x.upstream_host,
+                downstream_principal: self.principal.as_deref(),
+                request_id: opt(|l| &l.request_id),
+                traceparent: opt(|l| &l.traceparent),
+                user_agent: opt(|l| &l.user_agent),
+            }
+        });
     }
 
     /// A request answered without a body of its own ends with its head:
@@ -917,6 +1254,33 @@ impl<S: Io> Conn<S> {
             .await
     }
 
+    /// 503 for a request a circuit breaker refused, with Envoy's
+    /// `x-envoy-overloaded: true`.
+    async fn overflow_reply(
+        &mut self,
+        ctx: &ShardCtx,
+        ls: &ListenerStats,
+        start: Instant,
+        body: &Body,
+    ) -> Next {
+        let next = if body.is_done() {
+            Next::KeepAlive
+        } else {
+            Next::Linger
+        };
+        let text = format!("{OVERFLOW_REASON}\n");
+        self.local_reply_with(
+            ctx,
+            ls,
+            start,
+            503,
+            text.as_bytes(),
+            next,
+            &[("x-envoy-overloaded", b"true")],
+        )
+        .await
+    }
+
     /// A local response with exactly `body` and the `extra` fields.
     #[allow(clippy::too_many_arguments)]
     async fn local_reply_with(
@@ -937,7 +1301,15 @@ impl<S: Io> Conn<S> {
         let wl = self.wbuf.len();
         let (r, w) = write_range(&mut self.down, take(&mut self.wbuf), wl).await;
         self.wbuf = w;
-        ls.latency.record_us(start.elapsed().as_micros() as u64);
+        let elapsed = start.elapsed();
+        ls.latency.record_us(elapsed.as_micros() as u64);
+        let mut flags = ResponseFlags::of_local_reply(status, body);
+        if r.is_ok() {
+            self.x.rs_head += wl as u64;
+        } else {
+            flags = ResponseFlags(flags.0 | ResponseFlags::DC.0);
+        }
+        self.record_istio(ctx, status, flags, elapsed);
         if r.is_err() {
             return Next::Close;
         }
@@ -971,6 +1343,25 @@ impl<S: Io> Conn<S> {
                 _ => break,
             }
         }
+    }
+}
+
+/// The retry view of a local answer to a failed attempt: which failure
+/// it stands for, if it is one a retry policy may retry.
+/// `per_try_bound`: the attempt's deadline was the per-try timeout (not
+/// the route's).
+fn retry_failure(code: u16, reason: &str, per_try_bound: bool) -> Option<Failure> {
+    match (code, reason) {
+        (503, "upstream connect error" | "upstream connect error (TLS handshake failed)") => {
+            Some(Failure::ConnectFailure)
+        }
+        (503, "upstream connect error or disconnect/reset before headers")
+        | (503, "upstream write failed") => Some(Failure::Reset),
+        (504, "upstream request timeout") if per_try_bound => Some(Failure::PerTryTimeout),
+        (502, "upstream sent an invalid response" | "upstream sent a truncated response head") => {
+            Some(Failure::Status(502, None))
+        }
+        _ => None,
     }
 }
 

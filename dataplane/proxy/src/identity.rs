@@ -58,7 +58,7 @@ pub struct MeshTls {
     pub trust_domain: String,
     pub resolver: Arc<CertifiedKeyResolver>,
     pub bundle: SharedTrustBundle,
-    /// Inbound HTTP listeners (ALPN `http/1.1`).
+    /// Inbound HTTP listeners (ALPN `h2`, `http/1.1`).
     pub server_http: Arc<ServerConfig>,
     /// Inbound TCP listeners (no ALPN).
     pub server_tcp: Arc<ServerConfig>,
@@ -189,7 +189,8 @@ impl IdentityState {
                 };
                 let tls = MeshTls {
                     trust_domain: trust_domain.to_owned(),
-                    server_http: server(&[ringmesh_tls::ALPN_HTTP11])?,
+                    // h2 first: HTTP/2 clients (and sidecars) get it.
+                    server_http: server(&[ringmesh_tls::ALPN_H2, ringmesh_tls::ALPN_HTTP11])?,
                     server_tcp: server(&[])?,
                     resolver,
                     bundle,

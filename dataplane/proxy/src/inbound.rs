@@ -100,9 +100,18 @@ pub async fn serve(
         }
         ls.cells.cx_plaintext.inc();
         if http {
+            // HTTP/2 prior knowledge or HTTP/1 (a preface prefix waits for
+            // more bytes; anything else is decided already).
+            let Some(h2) = crate::h2::detect(&ctx, &mut stream, &mut buf).await else {
+                return;
+            };
             // (The TCP path counts them as it forwards them.)
             ls.cells.rx_bytes.add(buf.len() as u64);
-            crate::http::serve(ctx, listener, ls, stream, conn, buf).await;
+            if h2 {
+                crate::h2::server::serve_plain(ctx, listener, ls, stream, conn, buf).await;
+            } else {
+                crate::http::serve(ctx, listener, ls, stream, conn, buf).await;
+            }
         } else {
             crate::tcp::serve(ctx, listener, ls, Down::Plain(stream), conn, buf).await;
         }
@@ -155,7 +164,18 @@ pub async fn serve(
     conn.peer_identity = Some(Rc::new(id));
     conn.sni = tls.server_name().map(Rc::from);
     if http {
-        crate::http::serve(ctx, listener, ls, tls, conn, Vec::new()).await;
+        // ALPN `h2` announces HTTP/2, but the first bytes decide: a client
+        // that offered h2 and speaks HTTP/1.1 anyway is still served.
+        let mut pre = Vec::with_capacity(FIRST_READ);
+        let Some(h2) = crate::h2::detect(&ctx, &mut tls, &mut pre).await else {
+            return;
+        };
+        ls.cells.rx_bytes.add(pre.len() as u64);
+        if h2 {
+            crate::h2::server::serve_tls(ctx, listener, ls, tls, conn, pre).await;
+        } else {
+            crate::http::serve(ctx, listener, ls, tls, conn, pre).await;
+        }
     } else {
         crate::tcp::serve(
             ctx,

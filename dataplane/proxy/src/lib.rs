@@ -17,16 +17,20 @@
 
 pub mod admin;
 pub mod control;
+pub mod h2;
 pub mod http;
 pub mod identity;
 pub mod inbound;
 pub mod io;
+pub mod lb;
+pub mod resilience;
 pub mod routing;
 pub mod shard;
 pub mod shared;
 pub mod signal;
 pub mod stats;
 pub mod tcp;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 

@@ -363,7 +363,19 @@ async fn accept_loop(
                     match (how.tls, how.http) {
                         (DownstreamTls::Disable, true) => {
                             l.cells.cx_plaintext.inc();
-                            crate::http::serve(c, n, l, stream, conn, Vec::new()).await;
+                            // HTTP/2 with prior knowledge, or HTTP/1: the
+                            // first bytes tell (see `crate::h2::detect`).
+                            let mut stream = stream;
+                            let mut buf = Vec::with_capacity(8 * 1024);
+                            if let Some(h2) = crate::h2::detect(&c, &mut stream, &mut buf).await {
+                                l.cells.rx_bytes.add(buf.len() as u64);
+                                if h2 {
+                                    crate::h2::server::serve_plain(c, n, l, stream, conn, buf)
+                                        .await;
+                                } else {
+                                    crate::http::serve(c, n, l, stream, conn, buf).await;
+                                }
+                            }
                         }
                         (DownstreamTls::Disable, false) => {
                             l.cells.cx_plaintext.inc();

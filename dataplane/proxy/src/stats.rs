@@ -135,6 +135,8 @@ pub struct Stats {
     /// NotAfter of the certificate served, in Unix seconds (0: none yet);
     /// written by the control thread only.
     pub identity_expiry: Gauge,
+    /// Istio's standard metrics and the access log queue.
+    pub istio: crate::telemetry::Registries,
 }
 
 /// A shard's cache of its own cells, so the registry lock is taken only
@@ -145,6 +147,8 @@ pub struct ShardStats {
     listeners: RefCell<HashMap<Arc<str>, Rc<ListenerStats>>>,
     clusters: RefCell<HashMap<u64, Arc<ClusterCells>>>,
     pub cells: Arc<ShardCells>,
+    /// Istio metrics and access logs (see [`crate::telemetry`]).
+    pub telemetry: crate::telemetry::ShardTelemetry,
 }
 
 pub struct ListenerStats {
@@ -160,6 +164,7 @@ impl ShardStats {
             .register(&Arc::from(format!("{shard}")), shard);
         ShardStats {
             shard,
+            telemetry: crate::telemetry::ShardTelemetry::new(shared.clone()),
             shared,
             listeners: Default::default(),
             clusters: Default::default(),
@@ -276,6 +281,18 @@ pub fn render(shared: &crate::shared::Shared) -> String {
             &[],
             st.identity_expiry.get(),
         );
+        let expiry = st.identity_expiry.get();
+        if expiry > 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            e.gauge(
+                "ringmesh_cert_expiry_seconds",
+                "Seconds until this proxy's certificate expires (negative: expired).",
+                &[],
+                expiry - now,
+            );
+        }
         for (result, n) in [
             ("success", st.identity_renew_ok.get()),
             ("failure", st.identity_renew_fail.get()),
@@ -548,5 +565,7 @@ pub fn render(shared: &crate::shared::Shared) -> String {
             v,
         );
     }
+    crate::telemetry::render(&st.istio, &mut e);
+    crate::resilience::render(&mut e);
     e.finish()
 }

@@ -14,6 +14,7 @@ use crate::{
     io::{pump, ReadIo, WriteIo},
     shard::ShardCtx,
     stats::{record_verdict, ListenerStats},
+    telemetry::{PeerId, Reporter, Security},
     tls::{TlsReadHalf, TlsStream, TlsWriteHalf},
     upstream::{acquire_fresh, UpStream},
 };
@@ -121,6 +122,7 @@ pub async fn serve(
             return;
         }
     }
+    let reporter = Reporter::of(l.tls, Some(&cluster));
     drop(snap);
     let cells = ctx.stats.cluster(cluster.id, &cluster.name);
     let tls = match ctx.client_tls(&cluster) {
@@ -138,9 +140,37 @@ pub async fn serve(
         }
     };
     cells.rq_total.inc();
+    // Istio TCP metrics: opened now, closed (with the bytes) on return.
+    let (peer_id, security) = match reporter {
+        Reporter::Source => (PeerId::UNKNOWN, Security::Unknown),
+        Reporter::Destination => {
+            let principal = conn.peer_identity.as_ref().map(|id| id.to_string());
+            let p = ctx.stats.telemetry.inbound_peer(principal.as_deref(), None);
+            let sec = if principal.is_some() {
+                Security::MutualTls
+            } else {
+                Security::None
+            };
+            (p, sec)
+        }
+    };
+    let snap = ctx.snapshot();
+    ctx.stats
+        .telemetry
+        .tcp_opened(&snap, reporter, peer_id, &cluster, security);
+    let mut closed = TcpClosed {
+        ctx: &ctx,
+        reporter,
+        peer: peer_id,
+        cluster: &cluster,
+        security,
+        sent: 0,
+        received: 0,
+    };
     let (up_stream, _active) = up.into_parts();
     if !received.is_empty() {
         ls.cells.rx_bytes.add(received.len() as u64);
+        closed.received = received.len() as u64;
     }
     let (sent, received_total) = match (down, up_stream) {
         (Down::Plain(down), UpStream::Plain(mut up)) => {
@@ -185,8 +215,38 @@ pub async fn serve(
     };
     if let Ok(n) = sent {
         ls.cells.rx_bytes.add(n);
+        closed.received += n;
     }
     if let Ok(n) = received_total {
         ls.cells.tx_bytes.add(n);
+        closed.sent = n;
+    }
+}
+
+/// Records `istio_tcp_connections_closed_total` and the byte counts when
+/// the connection ends, whichever way.
+struct TcpClosed<'a> {
+    ctx: &'a ShardCtx,
+    reporter: Reporter,
+    peer: PeerId,
+    cluster: &'a ringmesh_config::Cluster,
+    security: Security,
+    /// To the client, from the client.
+    sent: u64,
+    received: u64,
+}
+
+impl Drop for TcpClosed<'_> {
+    fn drop(&mut self) {
+        let snap = self.ctx.snapshot();
+        self.ctx.stats.telemetry.tcp_closed(
+            &snap,
+            self.reporter,
+            self.peer,
+            self.cluster,
+            self.security,
+            self.sent,
+            self.received,
+        );
     }
 }

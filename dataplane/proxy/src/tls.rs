@@ -289,6 +289,11 @@ impl TlsStream {
         }
     }
 
+    /// The application protocol agreed by ALPN (after the handshake).
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
     /// The peer's leaf certificate (after the handshake).
     pub fn peer_leaf(&self) -> Option<&[u8]> {
         self.conn.peer_certificates()?.first().map(|c| c.as_ref())

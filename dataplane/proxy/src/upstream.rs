@@ -1,10 +1,13 @@
-//! Upstream connections: endpoint choice (round robin), connect with a
-//! timeout (and, for `ISTIO_MUTUAL` clusters, the mTLS handshake within
-//! the same timeout), and the shard's idle-connection pool.
+//! Upstream connections: endpoint choice (the cluster's policy, skipping
+//! ejected endpoints: [`crate::lb`]), connect with a timeout (and, for
+//! `ISTIO_MUTUAL` clusters, the mTLS handshake within the same timeout)
+//! under the cluster's circuit breakers, outlier reports, and the shard's
+//! idle-connection pool.
 //!
-//! Everything here is shard-local (`RefCell`, no locks): each shard keeps
-//! its own pool and its own round-robin cursors, as each shard owns its own
-//! downstream connections. Pooled connections are keyed by endpoint *and*
+//! Pools and balancer state are shard-local (`RefCell`, no locks): each
+//! shard keeps its own pool and cursors, as each shard owns its own
+//! downstream connections. Circuit breakers and outlier state are the
+//! cluster's, shared by all shards ([`crate::resilience`]). Pooled connections are keyed by endpoint *and*
 //! TLS settings ([`ringmesh_config::UpstreamTls::key`], 0 for plaintext),
 //! so a connection is only reused for a cluster that would have verified
 //! the server the same way.
@@ -25,6 +28,8 @@ use rustls::{pki_types::ServerName, ClientConfig};
 
 use crate::{
     io::{Io, ReadIo, WriteIo},
+    lb::Balancer,
+    resilience::{ClusterState, Held, InFlight, Outcome, Overflow},
     stats::ClusterCells,
     tls::TlsStream,
 };
@@ -97,6 +102,13 @@ pub struct Upstream {
     /// Taken from the pool rather than freshly connected.
     pub reused: bool,
     active: ActiveUpstream,
+    /// The cluster's shared state, when acquired for a cluster (outlier
+    /// reports, circuit breakers).
+    state: Option<Arc<ClusterState>>,
+    /// The connection's place under `max_connections`.
+    _cx_slot: Option<Held>,
+    /// The request in flight on it (least request); cleared on checkin.
+    in_flight: Option<InFlight>,
 }
 
 /// Keeps `upstream_cx_active` right however the connection ends.
@@ -108,10 +120,31 @@ impl Drop for ActiveUpstream {
     }
 }
 
+/// What an upstream connection taken apart keeps accounted for; the
+/// fields are only ever dropped.
+pub struct UpstreamGuard(
+    #[allow(dead_code)] ActiveUpstream,
+    #[allow(dead_code)] Option<Held>,
+    #[allow(dead_code)] Option<InFlight>,
+);
+
 impl Upstream {
-    /// The stream, and the guard to hold while it is open.
-    pub fn into_parts(self) -> (UpStream, ActiveUpstream) {
-        (self.stream, self.active)
+    /// The stream, and the guards to hold while it is open (connection
+    /// counts, circuit-breaker slot, request in flight).
+    pub fn into_parts(self) -> (UpStream, UpstreamGuard) {
+        (
+            self.stream,
+            UpstreamGuard(self.active, self._cx_slot, self.in_flight),
+        )
+    }
+
+    /// Tell outlier detection how the exchange on this connection ended
+    /// (a response status, or a local failure: reset, timeout). Returns
+    /// whether the endpoint was ejected by it.
+    pub fn report(&self, cluster: &Cluster, outcome: Outcome) -> bool {
+        self.state
+            .as_ref()
+            .is_some_and(|s| s.report(cluster, self.addr, outcome))
     }
 }
 
@@ -123,7 +156,7 @@ struct Idle {
 #[derive(Default)]
 pub struct Pools {
     idle: RefCell<HashMap<(SocketAddr, u64), Vec<Idle>>>,
-    cursors: RefCell<HashMap<u64, usize>>,
+    pub lb: Balancer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,32 +175,29 @@ pub enum ConnectError {
     /// The cluster's TLS client configuration could not be built.
     #[error("cannot configure TLS for the cluster: {0}")]
     TlsConfig(String),
+    /// A circuit breaker is open (Envoy's response flag `UO`).
+    #[error("upstream overflow ({})", .0.as_str())]
+    Overflow(Overflow),
 }
 
 impl Pools {
-    /// Next endpoint by (weighted) round robin for this shard; for an
-    /// `original_dst` cluster, the connection's original destination.
+    /// Next endpoint by the cluster's policy (ejected endpoints skipped);
+    /// for an `original_dst` cluster, the connection's original
+    /// destination. `hash` is the request's consistent-hash key.
     pub fn pick(&self, cluster: &Cluster, orig_dst: Option<SocketAddr>) -> Option<SocketAddr> {
+        self.pick_hashed(cluster, orig_dst, None)
+    }
+
+    pub fn pick_hashed(
+        &self,
+        cluster: &Cluster,
+        orig_dst: Option<SocketAddr>,
+        hash: Option<u64>,
+    ) -> Option<SocketAddr> {
         if cluster.kind == ClusterKind::OriginalDst {
             return orig_dst;
         }
-        let eps = &cluster.endpoints;
-        if eps.is_empty() {
-            return None;
-        }
-        let mut cursors = self.cursors.borrow_mut();
-        let c = cursors.entry(cluster.id).or_insert(0);
-        let total: u64 = eps.iter().map(|e| u64::from(e.weight.max(1))).sum();
-        let mut slot = (*c as u64) % total;
-        *c = c.wrapping_add(1);
-        for e in eps.iter() {
-            let w = u64::from(e.weight.max(1));
-            if slot < w {
-                return Some(e.address);
-            }
-            slot -= w;
-        }
-        Some(eps[0].address)
+        self.lb.pick(cluster, hash)
     }
 
     /// An idle pooled connection to `addr`, if any. With `verify`, one
@@ -184,6 +214,11 @@ impl Pools {
         while let Some(mut i) = list.pop() {
             if i.since.elapsed() < idle_timeout && (!verify || still_open(&mut i.conn.stream)) {
                 i.conn.reused = true;
+                i.conn.in_flight = i
+                    .conn
+                    .state
+                    .as_ref()
+                    .map(|s| InFlight::new(s.endpoint(addr)));
                 return Some(i.conn);
             }
         }
@@ -191,7 +226,8 @@ impl Pools {
     }
 
     /// Return a connection whose exchange completed cleanly.
-    pub fn checkin(&self, conn: Upstream) {
+    pub fn checkin(&self, mut conn: Upstream) {
+        conn.in_flight = None;
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry((conn.addr, conn.tls_key)).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
@@ -279,6 +315,9 @@ pub async fn connect(
         tls_key,
         reused: false,
         active: ActiveUpstream(cells.clone()),
+        state: None,
+        _cx_slot: None,
+        in_flight: None,
     })
 }
 
@@ -337,18 +376,56 @@ pub async fn acquire(
     orig_dst: Option<SocketAddr>,
     tls: impl Fn() -> Result<Option<ClientTls>, ConnectError>,
 ) -> Result<Upstream, ConnectError> {
+    acquire_hashed(
+        pools,
+        cluster,
+        cells,
+        idle_timeout,
+        verify,
+        orig_dst,
+        None,
+        tls,
+    )
+    .await
+}
+
+/// [`acquire`] with the request's consistent-hash key.
+#[allow(clippy::too_many_arguments)]
+pub async fn acquire_hashed(
+    pools: &Pools,
+    cluster: &Cluster,
+    cells: &Arc<ClusterCells>,
+    idle_timeout: Duration,
+    verify: bool,
+    orig_dst: Option<SocketAddr>,
+    hash: Option<u64>,
+    tls: impl Fn() -> Result<Option<ClientTls>, ConnectError>,
+) -> Result<Upstream, ConnectError> {
     let attempts = cluster.endpoints.len().clamp(1, 3);
     let tls_key = cluster.tls.as_ref().map_or(0, |t| t.key);
+    let state = pools.lb.state(cluster);
+    let limits = &cluster.circuit_breakers;
     let mut last = ConnectError::NoEndpoints;
     let mut client: Option<Option<ClientTls>> = None;
     for _ in 0..attempts {
-        let Some(addr) = pools.pick(cluster, orig_dst) else {
+        let Some(addr) = pools.pick_hashed(cluster, orig_dst, hash) else {
             return Err(ConnectError::NoEndpoints);
         };
-        if let Some(c) = pools.checkout(addr, tls_key, idle_timeout, verify) {
+        if let Some(mut c) = pools.checkout(addr, tls_key, idle_timeout, verify) {
             cells.cx_pool_reuse.inc();
+            if c.state.is_none() {
+                c.in_flight = Some(InFlight::new(state.endpoint(addr)));
+                c.state = Some(state.clone());
+            }
             return Ok(c);
         }
+        // A new connection: the request is pending until it is up.
+        let Some(_pending) = state.hold(Overflow::Pending, limits) else {
+            return Err(ConnectError::Overflow(Overflow::Pending));
+        };
+        let Some(cx_slot) = state.hold(Overflow::Connections, limits) else {
+            return Err(ConnectError::Overflow(Overflow::Connections));
+        };
         if client.is_none() {
             client = Some(tls()?);
         }
@@ -357,9 +434,17 @@ pub async fn acquire(
             .and_then(Option::as_ref)
             .map(|c| (c, tls_key));
         match connect(addr, cluster.connect_timeout, cells, with).await {
-            Ok(c) => return Ok(c),
+            Ok(mut c) => {
+                c.in_flight = Some(InFlight::new(state.endpoint(addr)));
+                c.state = Some(state);
+                c._cx_slot = Some(cx_slot);
+                return Ok(c);
+            }
             Err(e) => {
                 tracing::debug!(cluster = %cluster.name, %addr, error = %e, "upstream connect failed");
+                if cluster.kind != ClusterKind::OriginalDst {
+                    state.report(cluster, addr, Outcome::LocalFailure);
+                }
                 last = e;
             }
         }
@@ -368,7 +453,7 @@ pub async fn acquire(
 }
 
 /// A new connection (never pooled: for TCP proxying), trying up to three
-/// endpoints.
+/// endpoints, under the cluster's `max_connections`.
 pub async fn acquire_fresh(
     pools: &Pools,
     cluster: &Cluster,
@@ -378,10 +463,14 @@ pub async fn acquire_fresh(
 ) -> Result<Upstream, ConnectError> {
     let attempts = cluster.endpoints.len().clamp(1, 3);
     let tls_key = cluster.tls.as_ref().map_or(0, |t| t.key);
+    let state = pools.lb.state(cluster);
     let mut last = ConnectError::NoEndpoints;
     for _ in 0..attempts {
         let Some(addr) = pools.pick(cluster, orig_dst) else {
             return Err(ConnectError::NoEndpoints);
+        };
+        let Some(cx_slot) = state.hold(Overflow::Connections, &cluster.circuit_breakers) else {
+            return Err(ConnectError::Overflow(Overflow::Connections));
         };
         match connect(
             addr,
@@ -391,8 +480,18 @@ pub async fn acquire_fresh(
         )
         .await
         {
-            Ok(c) => return Ok(c),
-            Err(e) => last = e,
+            Ok(mut c) => {
+                c.in_flight = Some(InFlight::new(state.endpoint(addr)));
+                c.state = Some(state);
+                c._cx_slot = Some(cx_slot);
+                return Ok(c);
+            }
+            Err(e) => {
+                if cluster.kind != ClusterKind::OriginalDst {
+                    state.report(cluster, addr, Outcome::LocalFailure);
+                }
+                last = e;
+            }
         }
     }
     Err(last)

@@ -24,6 +24,7 @@ pub mod matcher;
 mod path;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
+pub mod retry;
 mod ser;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ pub use matcher::{
 };
 use matcher::{CompiledQuery, Conditions, FullRegex};
 use path::{Kind, PathIndex};
+pub use retry::{Failure, RetryOn, RetryPolicy};
 pub use ser::format_duration;
 pub use weighted::{ClusterRef, Destination, WeightedCluster, WeightedClusters};
 
@@ -60,6 +62,8 @@ pub struct RouteAction {
     /// Whole-request timeout (Envoy's route `timeout`, default 15 s);
     /// `None` disables it.
     pub timeout: Option<Duration>,
+    /// Retries; `None`: a failed attempt is the answer.
+    pub retry: Option<Arc<RetryPolicy>>,
 }
 
 impl RouteAction {
@@ -68,6 +72,7 @@ impl RouteAction {
         RouteAction {
             destination: Destination::Cluster(ClusterRef { name, index }),
             timeout,
+            retry: None,
         }
     }
 

@@ -143,6 +143,31 @@ impl Serialize for Route {
             "timeout",
             &format_duration(self.action.timeout.unwrap_or_default()),
         )?;
+        if let Some(r) = &self.action.retry {
+            m.serialize_entry("retry_policy", &RetrySer(r))?;
+        }
+        m.end()
+    }
+}
+
+/// A retry policy as the configuration file writes it.
+struct RetrySer<'a>(&'a crate::RetryPolicy);
+
+impl Serialize for RetrySer<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("retry_on", &r.retry_on.names().join(","))?;
+        m.serialize_entry("num_retries", &r.num_retries)?;
+        if let Some(t) = r.per_try_timeout {
+            m.serialize_entry("per_try_timeout", &format_duration(t))?;
+        }
+        if !r.retriable_status_codes.is_empty() {
+            m.serialize_entry("retriable_status_codes", &*r.retriable_status_codes)?;
+        }
+        m.serialize_entry("backoff_base", &format_duration(r.backoff_base))?;
+        m.serialize_entry("backoff_max", &format_duration(r.backoff_max))?;
+        m.serialize_entry("retry_non_idempotent", &r.retry_non_idempotent)?;
         m.end()
     }
 }

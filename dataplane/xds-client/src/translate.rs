@@ -52,6 +52,7 @@ pub use self::tls::{SecretRefs, OWN_CERT, ROOT_CA};
 use crate::wire::{self, pb};
 
 mod rbac;
+mod resilience;
 mod tls;
 
 /// The resource types a sidecar takes over ADS.
@@ -608,17 +609,10 @@ fn route_config(
                     "host rewrites are not supported",
                 );
             }
-            // A policy that allows no retry changes nothing; control planes
-            // send one to say so explicitly.
-            let no_retries = |p: &pb::envoy::config::route::v3::RetryPolicy| {
-                p.num_retries.is_some_and(|n| n.value == 0)
+            let retry_policy = match &action.retry_policy {
+                None => None,
+                Some(p) => retry_policy(&format!("{at}.route.retry_policy"), p)?,
             };
-            if action.retry_policy.as_ref().is_some_and(|p| !no_retries(p)) {
-                return reject(
-                    format!("{at}.route.retry_policy"),
-                    "retry policies are not supported (only num_retries: 0)",
-                );
-            }
             if !action.hash_policy.is_empty() {
                 return reject(
                     format!("{at}.route.hash_policy"),
@@ -636,6 +630,7 @@ fn route_config(
                 cluster,
                 weighted_clusters,
                 timeout,
+                retry_policy,
             });
         }
         virtual_hosts.push(VirtualHostSpec {
@@ -1000,6 +995,111 @@ fn weighted_clusters(
     Ok(out)
 }
 
+/// A route's retry policy; `None` for one that allows no retry (control
+/// planes send `num_retries: 0` to say so explicitly).
+/// `retry_host_predicate` (Istio sends `previous_hosts`) and
+/// `host_selection_retry_max_attempts` are accepted: every policy but the
+/// consistent-hash ones picks afresh per attempt, so a retry goes to
+/// another endpoint whenever there is one, and ejected endpoints are never
+/// picked. Retriable headers and rate-limited backoff are refused.
+fn retry_policy(
+    at: &str,
+    p: &pb::envoy::config::route::v3::RetryPolicy,
+) -> Result<Option<ringmesh_config::model::RetryPolicySpec>, Reject> {
+    if p.num_retries.is_some_and(|n| n.value == 0) {
+        return Ok(None);
+    }
+    let refused: [(&str, bool); 4] = [
+        ("retriable_headers", !p.retriable_headers.is_empty()),
+        (
+            "retriable_request_headers",
+            !p.retriable_request_headers.is_empty(),
+        ),
+        (
+            "rate_limited_retry_back_off",
+            p.rate_limited_retry_back_off.is_some(),
+        ),
+        ("retry_priority", p.retry_priority.is_some()),
+    ];
+    if let Some((field, _)) = refused.into_iter().find(|(_, set)| *set) {
+        return reject(format!("{at}.{field}"), "not supported");
+    }
+    let dur = |field: &str, d: &Option<pb::google::protobuf::Duration>| {
+        d.as_ref()
+            .map(|d| duration(&format!("{at}.{field}"), d))
+            .transpose()
+    };
+    let back_off = p.retry_back_off.as_ref();
+    let codes = p
+        .retriable_status_codes
+        .iter()
+        .map(|c| {
+            u16::try_from(*c)
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| {
+                    (
+                        format!("{at}.retriable_status_codes"),
+                        format!("{c} is not an HTTP status"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<u16>, Reject>>()?;
+    Ok(Some(ringmesh_config::model::RetryPolicySpec {
+        retry_on: p.retry_on.clone(),
+        num_retries: Some(p.num_retries.as_ref().map_or(1, |n| n.value)),
+        per_try_timeout: dur("per_try_timeout", &p.per_try_timeout)?,
+        retriable_status_codes: codes,
+        backoff_base: dur(
+            "retry_back_off.base_interval",
+            &back_off.and_then(|b| b.base_interval),
+        )?,
+        backoff_max: dur(
+            "retry_back_off.max_interval",
+            &back_off.and_then(|b| b.max_interval),
+        )?,
+        retry_non_idempotent: false,
+    }))
+}
+
+/// The protocol to the endpoints: HTTP/2 when the cluster says so
+/// explicitly (`typed_extension_protocol_options`'
+/// `HttpProtocolOptions.explicit_http_config.http2_protocol_options`, or
+/// the deprecated `http2_protocol_options`); HTTP/1.1 otherwise
+/// (`use_downstream_protocol_config` and `auto_config` included).
+fn upstream_protocol(
+    c: &pb::envoy::config::cluster::v3::Cluster,
+) -> Result<ringmesh_config::model::UpstreamProtocolSpec, Reject> {
+    use pb::envoy::extensions::upstreams::http::v3::{
+        http_protocol_options::{explicit_http_config::ProtocolConfig, UpstreamProtocolOptions},
+        HttpProtocolOptions,
+    };
+    use ringmesh_config::model::UpstreamProtocolSpec;
+    const KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    #[allow(deprecated)]
+    if c.http2_protocol_options.is_some() {
+        return Ok(UpstreamProtocolSpec::Http2);
+    }
+    let Some(any) = c.typed_extension_protocol_options.get(KEY) else {
+        return Ok(UpstreamProtocolSpec::Http1);
+    };
+    let opts: HttpProtocolOptions = match wire::decode(&any.type_url, &any.value) {
+        Ok(o) => o,
+        Err(e) => return reject("typed_extension_protocol_options", e),
+    };
+    Ok(match opts.upstream_protocol_options {
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(e))
+            if matches!(
+                e.protocol_config,
+                Some(ProtocolConfig::Http2ProtocolOptions(_))
+            ) =>
+        {
+            UpstreamProtocolSpec::Http2
+        }
+        _ => UpstreamProtocolSpec::Http1,
+    })
+}
+
 fn cluster(name: &str, c: &pb::envoy::config::cluster::v3::Cluster) -> Result<XdsCluster, Reject> {
     use pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy};
     let kind = match c.cluster_discovery_type {
@@ -1021,18 +1121,26 @@ fn cluster(name: &str, c: &pb::envoy::config::cluster::v3::Cluster) -> Result<Xd
             return reject("cluster_type", "custom cluster types are not supported")
         }
     };
-    let lb_ok = match LbPolicy::try_from(c.lb_policy) {
-        Ok(LbPolicy::RoundRobin) => true,
+    let lb_policy = match LbPolicy::try_from(c.lb_policy) {
+        Ok(LbPolicy::RoundRobin) => Some(LbPolicySpec::RoundRobin),
+        Ok(LbPolicy::LeastRequest) => Some(LbPolicySpec::LeastRequest),
+        Ok(LbPolicy::Random) => Some(LbPolicySpec::Random),
+        Ok(LbPolicy::RingHash) => Some(LbPolicySpec::RingHash),
+        Ok(LbPolicy::Maglev) => Some(LbPolicySpec::Maglev),
         // Envoy requires CLUSTER_PROVIDED for ORIGINAL_DST clusters.
-        Ok(LbPolicy::ClusterProvided) => kind == DiscoveryType::OriginalDst,
-        _ => false,
+        Ok(LbPolicy::ClusterProvided) if kind == DiscoveryType::OriginalDst => {
+            Some(LbPolicySpec::RoundRobin)
+        }
+        _ => None,
     };
-    if !lb_ok || c.load_balancing_policy.is_some() {
+    let Some(lb_policy) = lb_policy.filter(|_| c.load_balancing_policy.is_none()) else {
         return reject(
             "lb_policy",
-            "only ROUND_ROBIN is supported (CLUSTER_PROVIDED for ORIGINAL_DST clusters)",
+            "supported: ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV \
+             (CLUSTER_PROVIDED for ORIGINAL_DST clusters); not load_balancing_policy",
         );
-    }
+    };
+    let (circuit_breakers, outlier_detection, healthy_panic_threshold) = resilience::cluster(c)?;
     if !c.transport_socket_matches.is_empty() {
         return reject(
             "transport_socket_matches",
@@ -1046,9 +1154,6 @@ fn cluster(name: &str, c: &pb::envoy::config::cluster::v3::Cluster) -> Result<Xd
     if !c.health_checks.is_empty() {
         return reject("health_checks", "active health checking is not supported");
     }
-    if c.outlier_detection.is_some() {
-        return reject("outlier_detection", "not supported");
-    }
     let connect_timeout = c
         .connect_timeout
         .as_ref()
@@ -1058,9 +1163,13 @@ fn cluster(name: &str, c: &pb::envoy::config::cluster::v3::Cluster) -> Result<Xd
         name: name.to_owned(),
         cluster_type: ClusterTypeSpec::Static,
         connect_timeout,
-        lb_policy: LbPolicySpec::RoundRobin,
+        lb_policy,
         endpoints: Vec::new(),
         tls: upstream_tls.as_ref().map(|(t, _)| t.clone()),
+        protocol: upstream_protocol(c)?,
+        circuit_breakers,
+        outlier_detection,
+        healthy_panic_threshold,
     };
     let refs = upstream_tls.map(|(_, r)| r).unwrap_or_default();
     let mut eds_service = None;
@@ -1364,6 +1473,10 @@ impl XdsState {
                 lb_policy: LbPolicySpec::RoundRobin,
                 endpoints: Vec::new(),
                 tls: None,
+                protocol: Default::default(),
+                circuit_breakers: None,
+                outlier_detection: None,
+                healthy_panic_threshold: None,
             });
         }
         cfg

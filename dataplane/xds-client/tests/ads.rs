@@ -81,6 +81,7 @@ fn expected(cluster: &str, endpoints: &[SocketAddr]) -> ProxyConfig {
                     cluster: Some(cluster.into()),
                     weighted_clusters: None,
                     timeout: None,
+                    retry_policy: None,
                 }],
             }],
         }],
@@ -97,6 +98,8 @@ fn expected(cluster: &str, endpoints: &[SocketAddr]) -> ProxyConfig {
                 })
                 .collect(),
             tls: None,
+            protocol: Default::default(),
+            ..Default::default()
         }],
         ..base()
     }

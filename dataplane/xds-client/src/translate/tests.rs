@@ -398,9 +398,13 @@ fn rejections_name_the_resource_field_and_reason() {
         err_text(ResourceType::Cluster, "d", &dns),
         "Cluster \"d\": type: STRICT_DNS clusters are not supported (STATIC, EDS and ORIGINAL_DST are)"
     );
-    let mut lr = cluster_of("c", DiscoveryType::Static);
-    lr.lb_policy = LbPolicy::LeastRequest as i32;
-    assert!(err_text(ResourceType::Cluster, "c", &lr).contains("lb_policy: only ROUND_ROBIN"));
+    let mut cp = cluster_of("c", DiscoveryType::Static);
+    cp.lb_policy = LbPolicy::ClusterProvided as i32;
+    let t = err_text(ResourceType::Cluster, "c", &cp);
+    assert!(
+        t.contains("lb_policy: supported: ROUND_ROBIN, LEAST_REQUEST"),
+        "{t}"
+    );
     let mut ctls = cluster_of("c", DiscoveryType::Eds);
     ctls.transport_socket = Some(TransportSocket::default());
     let t = err_text(ResourceType::Cluster, "c", &ctls);
@@ -557,4 +561,100 @@ fn a_referenced_cluster_not_held_is_added_empty() {
     assert_eq!(cfg.clusters[0].name, "web");
     assert!(cfg.clusters[0].endpoints.is_empty());
     ringmesh_config::compile(&cfg, 1).expect("compiles");
+}
+
+#[test]
+fn cluster_resilience_settings() {
+    use crate::wire::pb::envoy::{
+        config::{
+            cluster::v3::{circuit_breakers::Thresholds, CircuitBreakers, OutlierDetection},
+            core::v3::RoutingPriority,
+        },
+        r#type::v3::Percent,
+    };
+    use ringmesh_config::model::{CircuitBreakersSpec, LbPolicySpec, OutlierDetectionSpec};
+    let u = |v: u32| Some(UInt32Value { value: v });
+    let mut c = cluster_of("r", DiscoveryType::Static);
+    c.lb_policy = LbPolicy::Maglev as i32;
+    c.circuit_breakers = Some(CircuitBreakers {
+        thresholds: vec![
+            Thresholds {
+                priority: RoutingPriority::High as i32,
+                max_requests: u(1),
+                ..Default::default()
+            },
+            Thresholds {
+                max_connections: u(10),
+                max_requests: u(20),
+                max_retries: u(3),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    });
+    c.outlier_detection = Some(OutlierDetection {
+        consecutive_gateway_failure: u(2),
+        enforcing_consecutive_gateway_failure: u(100),
+        enforcing_consecutive_5xx: u(0),
+        base_ejection_time: Some(Duration {
+            seconds: 2,
+            nanos: 0,
+        }),
+        max_ejection_percent: u(50),
+        ..Default::default()
+    });
+    c.common_lb_config = Some(
+        crate::wire::pb::envoy::config::cluster::v3::cluster::CommonLbConfig {
+            healthy_panic_threshold: Some(Percent { value: 0.0 }),
+            ..Default::default()
+        },
+    );
+    let Converted::Cluster(x) = conv(ResourceType::Cluster, "r", &c).unwrap() else {
+        panic!("not a cluster")
+    };
+    assert_eq!(x.spec.lb_policy, LbPolicySpec::Maglev);
+    assert_eq!(
+        x.spec.circuit_breakers,
+        Some(CircuitBreakersSpec {
+            max_connections: Some(10),
+            // Envoy's default for an unset DEFAULT threshold.
+            max_pending_requests: Some(1024),
+            max_requests: Some(20),
+            max_retries: Some(3),
+            retry_budget_percent: None,
+            min_retry_concurrency: None,
+        })
+    );
+    assert_eq!(
+        x.spec.outlier_detection,
+        Some(OutlierDetectionSpec {
+            consecutive_5xx: None,
+            consecutive_gateway_failure: Some(2),
+            interval: None,
+            base_ejection_time: Some("2s".into()),
+            max_ejection_time: None,
+            max_ejection_percent: Some(50),
+        })
+    );
+    assert_eq!(x.spec.healthy_panic_threshold, Some(0));
+
+    // Envoy's defaults for an empty outlier_detection: 5 consecutive 5xx.
+    let mut d = cluster_of("d", DiscoveryType::Static);
+    d.outlier_detection = Some(OutlierDetection::default());
+    let Converted::Cluster(x) = conv(ResourceType::Cluster, "d", &d).unwrap() else {
+        panic!("not a cluster")
+    };
+    let od = x.spec.outlier_detection.unwrap();
+    assert_eq!(
+        (od.consecutive_5xx, od.consecutive_gateway_failure),
+        (Some(5), None)
+    );
+
+    let mut bad = cluster_of("b", DiscoveryType::Static);
+    bad.outlier_detection = Some(OutlierDetection {
+        max_ejection_percent: u(150),
+        ..Default::default()
+    });
+    let t = err_text(ResourceType::Cluster, "b", &bad);
+    assert!(t.contains("outlier_detection.max_ejection_percent"), "{t}");
 }

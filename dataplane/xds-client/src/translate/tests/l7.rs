@@ -242,6 +242,10 @@ fn header_matchers_in_every_form() {
             lb_policy: LbPolicySpec::RoundRobin,
             endpoints: vec![],
             tls: None,
+            protocol: Default::default(),
+            circuit_breakers: None,
+            outlier_detection: None,
+            healthy_panic_threshold: None,
         }],
         ..Default::default()
     };
@@ -553,25 +557,51 @@ fn weighted_cluster_rejections() {
 }
 
 #[test]
-fn retry_policy_without_retries_is_accepted() {
-    converted(&with_action(|a| {
+fn retry_policies_convert() {
+    use crate::wire::pb::envoy::config::route::v3::retry_policy::RetryBackOff;
+    // num_retries: 0 allows no retry: no policy.
+    let none = converted(&with_action(|a| {
         a.retry_policy = Some(RetryPolicy {
             num_retries: Some(UInt32Value { value: 0 }),
             ..Default::default()
         })
     }));
-    for num_retries in [None, Some(UInt32Value { value: 2 })] {
-        assert_eq!(
-            rejected(&with_action(|a| {
-                a.retry_policy = Some(RetryPolicy {
-                    retry_on: "5xx".into(),
-                    num_retries,
-                    ..Default::default()
-                })
-            })),
-            "RouteConfiguration \"rc\": virtual_hosts[0].routes[0].route.retry_policy: retry policies are not supported (only num_retries: 0)"
-        );
-    }
+    assert_eq!(none.retry_policy, None);
+    // Istio's default shape; num_retries defaults to Envoy's 1.
+    let r = converted(&with_action(|a| {
+        a.retry_policy = Some(RetryPolicy {
+            retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+                .into(),
+            retriable_status_codes: vec![503],
+            per_try_timeout: Some(Duration {
+                seconds: 0,
+                nanos: 500_000_000,
+            }),
+            retry_back_off: Some(RetryBackOff {
+                base_interval: Some(Duration {
+                    seconds: 0,
+                    nanos: 10_000_000,
+                }),
+                max_interval: None,
+            }),
+            ..Default::default()
+        })
+    }))
+    .retry_policy
+    .expect("a policy");
+    assert_eq!(r.num_retries, Some(1));
+    assert_eq!(r.retriable_status_codes, vec![503]);
+    assert_eq!(r.per_try_timeout.as_deref(), Some("500ms"));
+    assert_eq!(r.backoff_base.as_deref(), Some("10ms"));
+    // What we cannot honour is refused, naming the field.
+    let t = rejected(&with_action(|a| {
+        a.retry_policy = Some(RetryPolicy {
+            retry_on: "5xx".into(),
+            retriable_status_codes: vec![42],
+            ..Default::default()
+        })
+    }));
+    assert!(t.contains("retry_policy.retriable_status_codes"), "{t}");
 }
 
 #[test]
@@ -628,4 +658,74 @@ fn a_weighted_route_compiles_and_its_clusters_are_referenced() {
     };
     assert_eq!(w.total_weight(), 100);
     assert!(routes.route(b"example.com", b"/x").is_none());
+}
+
+/// The upstream protocol: explicit HTTP/2 in the cluster's
+/// `HttpProtocolOptions` (as Istio writes for gRPC and `http2` ports) or
+/// the deprecated `http2_protocol_options` → `http2`; downstream-follows
+/// and auto configs, or nothing, → `http1`.
+#[test]
+fn cluster_upstream_protocol() {
+    use crate::wire::pb::envoy::{
+        config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions},
+        extensions::upstreams::http::v3::{
+            http_protocol_options::{
+                explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+                UseDownstreamHttpConfig,
+            },
+            HttpProtocolOptions,
+        },
+    };
+    use ringmesh_config::model::UpstreamProtocolSpec;
+    let protocol = |opts: Option<UpstreamProtocolOptions>| {
+        let mut c = cluster_of("c", DiscoveryType::Eds);
+        if let Some(o) = opts {
+            c.typed_extension_protocol_options.insert(
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+                any(&HttpProtocolOptions {
+                    upstream_protocol_options: Some(o),
+                    ..Default::default()
+                }),
+            );
+        }
+        let Converted::Cluster(c) = conv(ResourceType::Cluster, "c", &c).unwrap() else {
+            panic!()
+        };
+        c.spec.protocol
+    };
+    assert_eq!(protocol(None), UpstreamProtocolSpec::Http1);
+    let explicit = |p| {
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(p),
+            },
+        ))
+    };
+    assert_eq!(
+        protocol(explicit(ProtocolConfig::Http2ProtocolOptions(
+            Http2ProtocolOptions::default()
+        ))),
+        UpstreamProtocolSpec::Http2
+    );
+    assert_eq!(
+        protocol(explicit(ProtocolConfig::HttpProtocolOptions(
+            Http1ProtocolOptions::default()
+        ))),
+        UpstreamProtocolSpec::Http1
+    );
+    assert_eq!(
+        protocol(Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+            UseDownstreamHttpConfig::default()
+        ))),
+        UpstreamProtocolSpec::Http1
+    );
+    let mut c = cluster_of("c", DiscoveryType::Eds);
+    #[allow(deprecated)]
+    {
+        c.http2_protocol_options = Some(Http2ProtocolOptions::default());
+    }
+    let Converted::Cluster(c) = conv(ResourceType::Cluster, "c", &c).unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.spec.protocol, UpstreamProtocolSpec::Http2);
 }
