@@ -194,14 +194,21 @@ fn twenty_seconds_of_the_demo_mesh() {
     }
 
     // Security: the sidecars got SVIDs from the control plane's CA and the
-    // mesh hops are mutual TLS, counted connection by connection by the
-    // destinations' inbound listeners; nothing plaintext got in.
-    // TODO(observability issue, #7): once the sidecars export
-    // istio_requests_total, the hops must also name the caller's SPIFFE ID
-    // (frontend → reviews: spiffe://cluster.local/ns/default/sa/frontend).
+    // mesh hops are mutual TLS, as the destinations' sidecars report in
+    // istio_requests_total{reporter="destination"}, naming the caller's
+    // verified SPIFFE ID (frontend → reviews: .../sa/frontend).
     for from in ["frontend", "reviews"] {
         let h = hop(from);
         assert_eq!(h["security"], "mutual_tls", "{h:#}");
+        let caller = format!("spiffe://cluster.local/ns/default/sa/{from} → ");
+        let ids = h["peer_identities"].as_array().expect("peer_identities");
+        assert!(
+            !ids.is_empty()
+                && ids
+                    .iter()
+                    .all(|i| i.as_str().unwrap_or("").starts_with(&caller)),
+            "{h:#}"
+        );
         assert!(
             h["expected"]
                 .as_str()
